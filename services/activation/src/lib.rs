@@ -1,0 +1,13 @@
+//! Socket activation and lifecycle, shared by the dispatcher and every action
+//! service: take the socket systemd passed (Accept=no), or bind a path when
+//! run by hand; serve connections on threads with a bound on their number;
+//! return when idle so the process can exit and systemd can start it again.
+//! Also the sd_notify side: READY, STATUS, STOPPING and the watchdog.
+
+mod listener;
+mod notify;
+mod serve;
+
+pub use listener::{take_listener, ListenerSource};
+pub use notify::{notify_ready, notify_status, notify_stopping, start_watchdog};
+pub use serve::{serve, ServeOptions};

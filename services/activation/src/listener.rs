@@ -1,0 +1,49 @@
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerSource {
+    /// Passed by systemd (LISTEN_FDS).
+    Activated,
+    /// Bound by this process (run by hand).
+    Bound,
+}
+
+/// The first socket systemd passed, or, when started by hand, `fallback`
+/// bound with `mode`. A stale socket file at `fallback` is replaced; any
+/// other file there is an error, never deleted.
+pub fn take_listener(
+    fallback: Option<&Path>,
+    mode: u32,
+) -> io::Result<(UnixListener, ListenerSource)> {
+    let mut fds = listenfd::ListenFd::from_env();
+    if fds.len() > 0 {
+        if let Some(l) = fds.take_unix_listener(0)? {
+            l.set_nonblocking(false)?;
+            return Ok((l, ListenerSource::Activated));
+        }
+        return Err(io::Error::other(
+            "systemd passed a socket that is not a listening Unix stream socket",
+        ));
+    }
+    let Some(path) = fallback else {
+        return Err(io::Error::other(
+            "not socket-activated (no LISTEN_FDS) and no --listen PATH given",
+        ));
+    };
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        if !meta.file_type().is_socket() {
+            return Err(io::Error::other(format!(
+                "{} exists and is not a socket",
+                path.display()
+            )));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let l = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    Ok((l, ListenerSource::Bound))
+}

@@ -1,0 +1,12 @@
+//! Who is asking and whether they may: peer credentials from the kernel, the
+//! shared secret from a systemd credential, HMAC signatures and timestamps.
+
+mod peer;
+mod secret;
+mod signature;
+mod timestamp;
+
+pub use peer::{peer_credentials, Peer};
+pub use secret::{Secret, SecretSource};
+pub use signature::{sign, verify};
+pub use timestamp::{check_freshness, parse_timestamp, Freshness};

@@ -1,0 +1,50 @@
+//! Dispatcher-to-action messages on `/run/luminous-healing/actions/<action>.sock`.
+//! One JSON object, newline-terminated, each way; then the action closes.
+//! Only the dispatcher's uid can connect, so this side carries no signature.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: i32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ActionRequest {
+    pub id: String,
+    pub action: String,
+    pub parameters: Map<String, Value>,
+    /// Who asked the dispatcher: actions use it to refuse e.g. killing the caller's
+    /// own guardian, and log it.
+    pub caller: Caller,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ActionReply {
+    pub success: bool,
+    pub output: Option<String>,
+    pub error: Option<String>,
+}
+
+impl ActionReply {
+    pub fn ok(output: impl Into<String>) -> Self {
+        ActionReply {
+            success: true,
+            output: Some(output.into()),
+            error: None,
+        }
+    }
+    pub fn failed(error: impl Into<String>) -> Self {
+        ActionReply {
+            success: false,
+            output: None,
+            error: Some(error.into()),
+        }
+    }
+}

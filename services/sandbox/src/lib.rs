@@ -1,0 +1,1 @@
+//! Self-confinement of the action binaries (capability assertion, landlock).
