@@ -1,1 +1,190 @@
-//! wip
+//! Audit records in the journal, sent with the native protocol so every field
+//! is its own journal field: `journalctl HEALING_OUTCOME=denied` and
+//! `journalctl -o json` answer who asked for what and what happened.
+//!
+//! Exactly one *decision* record (MESSAGE_ID [`DENIED`] or [`FINISHED`], with
+//! HEALING_OUTCOME) is written per request. [`RECEIVED`] records carry no
+//! outcome; they show a request that got in, even if what follows never
+//! returns. The ids are documented in units/catalog/luminous-healing.catalog.
+
+use libsystemd::logging::{journal_send, Priority};
+
+pub const IDENTIFIER: &str = "luminous-healing";
+/// A request arrived and was parsed.
+pub const RECEIVED: &str = "684efe4b464943ef96605297492e3d0a";
+/// A request was refused before anything ran.
+pub const DENIED: &str = "f93433f8a0d54625bb05ee63e832c15c";
+/// An action ran and finished (successfully or not).
+pub const FINISHED: &str = "f35f5bd52b974b76b3886613cc06b638";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Failure,
+    Denied,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            Outcome::Denied => "denied",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CallerIds {
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub pid: Option<i32>,
+}
+
+/// One decision about one request.
+#[derive(Debug, Clone)]
+pub struct Decision<'a> {
+    pub request_id: &'a str,
+    pub action: &'a str,
+    pub outcome: Outcome,
+    /// Why denied or failed; for successes a short summary.
+    pub reason: &'a str,
+    pub caller: &'a CallerIds,
+    pub duration_ms: u64,
+    /// The request's parameters as JSON (or "{}" when unreadable).
+    pub parameters: &'a str,
+    /// Protocol version, "v1"/"v2", or "" before it is known.
+    pub protocol: &'a str,
+}
+
+fn caller_fields(c: &CallerIds, f: &mut Vec<(&'static str, String)>) {
+    if let Some(v) = c.uid {
+        f.push(("HEALING_CALLER_UID", v.to_string()));
+    }
+    if let Some(v) = c.gid {
+        f.push(("HEALING_CALLER_GID", v.to_string()));
+    }
+    if let Some(v) = c.pid {
+        f.push(("HEALING_CALLER_PID", v.to_string()));
+    }
+}
+
+/// Journal fields are limited in practice; an attacker-sized value must not
+/// make the record fail to send (and so go missing).
+fn clip(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut cut = max;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &s[..cut])
+}
+
+pub fn decision(d: &Decision<'_>) {
+    let (id, prio) = match d.outcome {
+        Outcome::Denied => (DENIED, Priority::Warning),
+        Outcome::Failure => (FINISHED, Priority::Error),
+        Outcome::Success => (FINISHED, Priority::Notice),
+    };
+    let action = clip(d.action, 128);
+    let message = match d.outcome {
+        Outcome::Denied => format!(
+            "denied {action} for uid {}: {}",
+            fmt_uid(d.caller),
+            clip(d.reason, 256)
+        ),
+        Outcome::Failure => format!(
+            "{action} failed for uid {}: {}",
+            fmt_uid(d.caller),
+            clip(d.reason, 256)
+        ),
+        Outcome::Success => format!("{action} succeeded for uid {}", fmt_uid(d.caller)),
+    };
+    let mut f: Vec<(&'static str, String)> = vec![
+        ("SYSLOG_IDENTIFIER", IDENTIFIER.into()),
+        ("MESSAGE_ID", id.into()),
+        ("HEALING_REQUEST_ID", clip(d.request_id, 128)),
+        ("HEALING_ACTION", action),
+        ("HEALING_OUTCOME", d.outcome.as_str().into()),
+        ("HEALING_REASON", clip(d.reason, 4096)),
+        ("HEALING_DURATION_MS", d.duration_ms.to_string()),
+        ("HEALING_PARAMETERS", clip(d.parameters, 4096)),
+    ];
+    if !d.protocol.is_empty() {
+        f.push(("HEALING_PROTOCOL", d.protocol.into()));
+    }
+    caller_fields(d.caller, &mut f);
+    send(prio, &message, &f);
+}
+
+pub fn received(request_id: &str, action: &str, caller: &CallerIds, protocol: &str) {
+    let mut f: Vec<(&'static str, String)> = vec![
+        ("SYSLOG_IDENTIFIER", IDENTIFIER.into()),
+        ("MESSAGE_ID", RECEIVED.into()),
+        ("HEALING_REQUEST_ID", clip(request_id, 128)),
+        ("HEALING_ACTION", clip(action, 128)),
+        ("HEALING_PROTOCOL", protocol.into()),
+    ];
+    caller_fields(caller, &mut f);
+    send(
+        Priority::Info,
+        &format!(
+            "received {} from uid {}",
+            clip(action, 128),
+            fmt_uid(caller)
+        ),
+        &f,
+    );
+}
+
+/// A service-level message (start-up, configuration), not about a request.
+pub fn service(prio: Priority, message: &str) {
+    send(prio, message, &[("SYSLOG_IDENTIFIER", IDENTIFIER.into())]);
+}
+
+pub use libsystemd::logging::Priority as Level;
+
+fn fmt_uid(c: &CallerIds) -> String {
+    c.uid.map_or_else(|| "?".into(), |u| u.to_string())
+}
+
+fn send(prio: Priority, message: &str, fields: &[(&'static str, String)]) {
+    if journal_send(prio, message, fields.iter().map(|(k, v)| (*k, v.as_str()))).is_err() {
+        // No journal (run by hand outside systemd): keep the record on stderr
+        // rather than lose it.
+        let obj: serde_json::Map<String, serde_json::Value> = fields
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), serde_json::Value::String(v.clone())))
+            .chain([(
+                "MESSAGE".to_string(),
+                serde_json::Value::String(message.into()),
+            )])
+            .collect();
+        eprintln!("{}", serde_json::Value::Object(obj));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_128_bit_hex_and_distinct() {
+        for id in [RECEIVED, DENIED, FINISHED] {
+            assert_eq!(id.len(), 32);
+            assert!(id
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        }
+        assert_ne!(RECEIVED, DENIED);
+        assert_ne!(DENIED, FINISHED);
+    }
+
+    #[test]
+    fn clip_respects_char_boundaries() {
+        assert_eq!(clip("ééé", 3), "é…");
+        assert_eq!(clip("abc", 3), "abc");
+    }
+}

@@ -1,1 +1,172 @@
-fn main() {}
+//! luminous-healing: the dispatcher behind `luminous-healing.socket`.
+//! See luminous-healing(8) in docs/man/luminous-healing.8.md.
+
+mod forward;
+mod handle;
+mod identity;
+mod state;
+
+use handle::Ctx;
+use healing_activation::{
+    notify_ready, notify_status, notify_stopping, serve, start_watchdog, take_listener,
+    ListenerSource, ServeOptions,
+};
+use healing_audit::Level;
+use healing_auth::{Secret, SecretSource};
+use healing_policy::{Config, DEFAULT_CONFIG_PATH};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const USAGE: &str =
+    "usage: luminous-healing [--config PATH] [--listen PATH] [--state-file PATH] [--action-dir DIR]
+
+Normally started by luminous-healing.socket. Run by hand, --listen binds PATH
+(mode 0660) instead of taking the socket from systemd.
+  --config PATH      configuration (default /etc/luminous-healing/config.toml)
+  --state-file PATH  replay cache and rate-limit state (default
+                     $RUNTIME_DIRECTORY/state.json; in memory without either)
+  --action-dir DIR   where the action sockets are (default /run/luminous-healing/actions)
+  --check-config     load the configuration and the secret, then exit";
+
+struct Args {
+    config: Option<PathBuf>,
+    listen: Option<PathBuf>,
+    state_file: Option<PathBuf>,
+    action_dir: PathBuf,
+    check_only: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        config: None,
+        listen: None,
+        state_file: None,
+        action_dir: PathBuf::from("/run/luminous-healing/actions"),
+        check_only: false,
+    };
+    let mut it = std::env::args_os().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .map(PathBuf::from)
+                .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))
+        };
+        match arg.to_str() {
+            Some("--config") => a.config = Some(value("--config")?),
+            Some("--listen") => a.listen = Some(value("--listen")?),
+            Some("--state-file") => a.state_file = Some(value("--state-file")?),
+            Some("--action-dir") => a.action_dir = value("--action-dir")?,
+            Some("--check-config") => a.check_only = true,
+            Some("--help") | Some("-h") => return Err(USAGE.to_string()),
+            Some("--version") => {
+                return Err(format!("luminous-healing {}", env!("CARGO_PKG_VERSION")))
+            }
+            _ => return Err(format!("unknown argument {arg:?}\n{USAGE}")),
+        }
+    }
+    Ok(a)
+}
+
+/// Start-up errors go to the journal (with our identifier, so they sit next
+/// to the audit records) and to stderr, which systemd also journals.
+fn fatal(msg: &str) -> ExitCode {
+    healing_audit::service(Level::Error, msg);
+    eprintln!("luminous-healing: {msg}");
+    ExitCode::FAILURE
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(msg) => {
+            eprintln!("{msg}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match &args.config {
+        Some(p) => Config::load(p, true),
+        None => Config::load(std::path::Path::new(DEFAULT_CONFIG_PATH), false),
+    };
+    let config = match config {
+        Ok(c) => c,
+        Err(e) => return fatal(&format!("bad configuration: {e}")),
+    };
+    let secret = match Secret::load() {
+        Ok(s) => s,
+        Err(e) => return fatal(&format!("cannot start: {e}")),
+    };
+    if secret.source == SecretSource::Environment {
+        healing_audit::service(
+            Level::Warning,
+            "secret taken from LUMINOUS_HEALING_SECRET: the environment is visible to the service manager and its clients; use LoadCredential=secret:PATH",
+        );
+    }
+    let allowed = match identity::Allowed::resolve(&config.allowed_groups, &config.allowed_users) {
+        Ok(a) => a,
+        Err(e) => return fatal(&format!("bad configuration: {e}")),
+    };
+    let state_file = args.state_file.clone().or_else(|| {
+        std::env::var_os("RUNTIME_DIRECTORY").map(|d| PathBuf::from(d).join("state.json"))
+    });
+    if state_file.is_none() {
+        healing_audit::service(
+            Level::Warning,
+            "no --state-file and no RUNTIME_DIRECTORY: replay cache and rate limits are kept in memory only",
+        );
+    }
+    let store = match state::Store::open(state_file) {
+        Ok(s) => s,
+        Err(e) => return fatal(&e),
+    };
+    if args.check_only {
+        println!("configuration and secret OK");
+        return ExitCode::SUCCESS;
+    }
+    let (listener, source) = match take_listener(args.listen.as_deref(), 0o660) {
+        Ok(l) => l,
+        Err(e) => return fatal(&format!("no socket: {e}")),
+    };
+    let ctx = Arc::new(Ctx {
+        secret,
+        allowed,
+        store: Mutex::new(store),
+        socket_dir: args.action_dir.clone(),
+        handled: AtomicU64::new(0),
+        denied: AtomicU64::new(0),
+        config,
+    });
+    let idle = if source == ListenerSource::Bound {
+        // Run by hand: there is no socket unit to start us again.
+        Duration::from_secs(u64::MAX / 4)
+    } else {
+        Duration::from_secs(ctx.config.idle_timeout_secs)
+    };
+    start_watchdog(|| true);
+    notify_ready("waiting for requests");
+    let c = Arc::clone(&ctx);
+    let opts = ServeOptions {
+        idle,
+        max_connections: ctx.config.max_connections,
+    };
+    let served = serve(&listener, opts, move |stream| {
+        handle::handle(&c, stream);
+        notify_status(&format!(
+            "{} requests handled, {} denied",
+            c.handled.load(Ordering::Relaxed),
+            c.denied.load(Ordering::Relaxed)
+        ));
+    });
+    notify_stopping("idle, exiting; the socket stays open");
+    if let Ok(store) = ctx.store.lock() {
+        if let Err(e) = store.save() {
+            return fatal(&e);
+        }
+    }
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fatal(&format!("accept failed: {e}")),
+    }
+}
