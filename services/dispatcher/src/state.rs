@@ -162,11 +162,11 @@ mod tests {
         );
         // the first request leaves the window 300 s after it was made
         assert_eq!(s.admit("a", (10, 300), 1, (30, 300), 300_000), Admit::Ok);
-        assert_eq!(s.admit("a", (10, 300), 1, (30, 300), 300_001), Admit::Ok);
         assert_eq!(
-            s.admit("a", (10, 300), 1, (30, 300), 300_002),
+            s.admit("a", (10, 300), 1, (30, 300), 300_000),
             Admit::ActionLimited
         );
+        assert_eq!(s.admit("a", (10, 300), 1, (30, 300), 300_001), Admit::Ok);
         assert_eq!(s.admit("b", (10, 300), 2, (1, 300), 0), Admit::Ok);
         assert_eq!(
             s.admit("c", (10, 300), 2, (1, 300), 1),
