@@ -1,0 +1,55 @@
+# Turns the module's option values into the attribute set that becomes
+# /etc/luminous-healing/config.toml.
+#
+# Kept free of nixpkgs `lib` (builtins only) so that tests/nix_eval.sh can
+# evaluate it on a machine that has Nix but no nixpkgs, and assert the exact
+# keys the dispatcher will read. The dispatcher rejects unknown keys and bad
+# values at start-up, so this function only ever emits keys from the
+# documented schema, and leaves a key out (rather than writing a default)
+# whenever the option is null: the binaries' own defaults then apply, and
+# there is one source of truth for them.
+{
+  group,
+  allowedUsers ? [ ],
+  protocols,
+  idleTimeout,
+  # attrset: wire name -> { enable, rateLimit, timeoutSecs, ... }
+  actions,
+}:
+
+let
+  # Drops null-valued keys; TOML has no null and the parser would refuse one.
+  compact = attrs: builtins.removeAttrs attrs (builtins.filter (n: attrs.${n} == null) (builtins.attrNames attrs));
+
+  actionTable =
+    name: a:
+    compact {
+      enabled = a.enable;
+      rate_limit =
+        if (a.rateLimit or null) == null then
+          null
+        else
+          {
+            max = a.rateLimit.max;
+            window_secs = a.rateLimit.windowSecs;
+          };
+      timeout_secs = a.timeoutSecs or null;
+      # Action-specific keys: only the action that owns a key may carry it,
+      # so a value set on the wrong action cannot reach the parser (which
+      # would reject it as unknown).
+      allowed_units = if name == "restart_service" then a.allowedUnits or null else null;
+      nixos_rebuild = if name == "rollback_generation" then a.nixosRebuild or null else null;
+      nix_collect_garbage = if name == "clean_nix_store" then a.nixCollectGarbage or null else null;
+    };
+in
+{
+  allowed_groups = [ group ];
+  # allowedUsers are also put in the group (the socket is 0660 to it), but
+  # the dispatcher re-checks every caller, and SO_PEERCRED carries only the
+  # primary gid: naming them here keeps that re-check independent of how
+  # the caller's supplementary groups are resolved.
+  allowed_users = allowedUsers;
+  inherit protocols;
+  idle_timeout_secs = idleTimeout;
+  actions = builtins.mapAttrs actionTable actions;
+}

@@ -1,0 +1,380 @@
+# services.luminous-healing: the privileged-repair executor.
+#
+# The units themselves come from the package (systemd.packages): this module
+# only adds what a NixOS configuration decides (secret, socket path, user,
+# group, which actions are enabled) as drop-ins, and the policy file. The
+# option names of the earlier Python module (enable, socketPath, secretKey,
+# user, group, allowedUsers) keep their meaning, so existing configurations
+# still evaluate.
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+
+let
+  inherit (lib)
+    mkOption
+    mkEnableOption
+    mkIf
+    types
+    literalExpression
+    ;
+
+  cfg = config.services.luminous-healing;
+  actionNames = import ./actions.nix;
+  settingsFormat = pkgs.formats.toml { };
+
+  defaultSocketPath = "/run/luminous-healing.sock";
+  # Where the package's dispatcher unit loads the credential from; used
+  # below only to recognise the "file already where the unit looks" case.
+  defaultSecretPath = "/etc/luminous-healing/secret";
+
+  # A string, not a Nix path: a path literal would be copied into the
+  # world-readable store the moment it is interpolated, which is the very
+  # thing secretKeyFile exists to avoid.
+  absolutePathString = types.addCheck types.str (s: builtins.substring 0 1 s == "/") // {
+    description = "absolute path (as a string, not a Nix path literal)";
+  };
+
+  # Same grammar the dispatcher enforces, checked at evaluation time so a
+  # typo fails `nixos-rebuild` instead of every later restart request.
+  unitNameRegex = "[-A-Za-z0-9:_.@\\]+\\.(service|socket|target|timer|mount|path)";
+
+  actionModule =
+    name:
+    { ... }:
+    {
+      options =
+        {
+          enable = mkOption {
+            type = types.bool;
+            default = true;
+            description = ''
+              Whether callers may request `${name}`. A disabled action is
+              refused by the dispatcher with "Action ${name} not allowed",
+              and its socket is not started at all.
+            '';
+          };
+          rateLimit = mkOption {
+            type = types.nullOr (
+              types.submodule {
+                options = {
+                  max = mkOption {
+                    type = types.ints.positive;
+                    description = "Requests allowed per window.";
+                  };
+                  windowSecs = mkOption {
+                    type = types.ints.positive;
+                    description = "Length of the sliding window, in seconds.";
+                  };
+                };
+              }
+            );
+            default = null;
+            example = {
+              max = 3;
+              windowSecs = 3600;
+            };
+            description = ''
+              Per-action rate limit, counted before the action runs. `null`
+              keeps the executor's default (10 per 300 s, as the earlier
+              service did).
+            '';
+          };
+          timeoutSecs = mkOption {
+            type = types.nullOr types.ints.positive;
+            default = null;
+            description = "How long the action may run before it is reported as failed; `null` keeps the executor's default.";
+          };
+        }
+        // lib.optionalAttrs (name == "restart_service") {
+          allowedUnits = mkOption {
+            type = types.nullOr (types.listOf (types.strMatching unitNameRegex));
+            default = null;
+            example = [
+              "nginx.service"
+              "ollama.service"
+            ];
+            description = ''
+              Units `restart_service` may restart. `null` allows any
+              syntactically valid unit name; an allow-list is strongly
+              recommended, since restarting e.g. `sshd.service` or
+              `systemd-journald.service` is itself disruptive.
+            '';
+          };
+        }
+        // lib.optionalAttrs (name == "rollback_generation") {
+          nixosRebuild = mkOption {
+            type = types.nullOr absolutePathString;
+            default = null;
+            description = ''
+              `nixos-rebuild` to run for the rollback. `null` uses
+              `/run/current-system/sw/bin/nixos-rebuild`, i.e. the one of
+              the generation currently running.
+            '';
+          };
+        }
+        // lib.optionalAttrs (name == "clean_nix_store") {
+          nixCollectGarbage = mkOption {
+            type = types.nullOr absolutePathString;
+            default = null;
+            description = ''
+              `nix-collect-garbage` to run. `null` uses
+              `/run/current-system/sw/bin/nix-collect-garbage`.
+            '';
+          };
+        };
+    };
+
+  generatedSettings = import ./lib/config.nix {
+    inherit (cfg) group allowedUsers protocols;
+    idleTimeout = cfg.idleTimeout;
+    actions = cfg.actions;
+  };
+
+  # User-supplied `settings` win over what the typed options generate, key
+  # by key, so any schema key without a dedicated option stays reachable.
+  finalSettings = lib.recursiveUpdate generatedSettings cfg.settings;
+
+  configFile = settingsFormat.generate "luminous-healing-config.toml" finalSettings;
+
+  # The deprecated inline secret still goes through LoadCredential, so the
+  # dispatcher has a single code path and the secret stays out of the unit
+  # file and the process environment; it is in the store all the same,
+  # which is what the warning below says.
+  legacySecretFile = pkgs.writeText "luminous-healing-secret" cfg.secretKey;
+
+  secretSource =
+    if cfg.secretKeyFile != null then
+      cfg.secretKeyFile
+    else if cfg.secretKey != null then
+      "${legacySecretFile}"
+    else
+      null;
+
+  enabledActions = builtins.filter (a: cfg.actions.${a}.enable) actionNames;
+in
+{
+  options.services.luminous-healing = {
+    enable = mkEnableOption "the luminous-healing privileged-repair executor";
+
+    package = mkOption {
+      type = types.package;
+      default = pkgs.callPackage ./package.nix { };
+      defaultText = literalExpression "pkgs.callPackage ./package.nix { }  # built from this checkout";
+      description = "The luminous-healing package; its units are the ones the host runs.";
+    };
+
+    socketPath = mkOption {
+      type = absolutePathString;
+      default = defaultSocketPath;
+      description = "Path of the dispatcher's Unix socket (the one clients connect to).";
+    };
+
+    secretKeyFile = mkOption {
+      type = types.nullOr absolutePathString;
+      default = null;
+      example = "/run/secrets/luminous-healing";
+      description = ''
+        File holding the shared HMAC secret, read by systemd and handed to
+        the dispatcher as the credential `secret` (`LoadCredential=`), so it
+        never enters the store, the unit file or the environment. Give it
+        as a string. Clients (healctl, the monitoring engine) need to read
+        it too: make it `0640 root:''${group}` or give them their own copy.
+      '';
+    };
+
+    secretKey = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      description = ''
+        Deprecated: the secret inline. It ends up in the world-readable Nix
+        store. Accepted so that configurations written for the earlier
+        module keep working; use {option}`secretKeyFile` instead.
+      '';
+    };
+
+    user = mkOption {
+      type = types.str;
+      default = "luminous-healing";
+      description = "User the dispatcher runs as. It holds no capabilities; the action services run with their own, narrower identities.";
+    };
+
+    group = mkOption {
+      type = types.str;
+      default = "luminous-healing";
+      description = "Group that may connect to the socket and that the dispatcher admits.";
+    };
+
+    allowedUsers = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      example = [ "alice" ];
+      description = "Users allowed to make requests: added to {option}`group` and to the dispatcher's `allowed_users`.";
+    };
+
+    protocols = mkOption {
+      type = types.nonEmptyListOf (
+        types.enum [
+          "v1"
+          "v2"
+        ]
+      );
+      default = [
+        "v1"
+        "v2"
+      ];
+      description = ''
+        Protocol versions the dispatcher accepts. `v1` is the earlier
+        client's format, whose signature does not cover the parameters;
+        drop it once every client speaks `v2`.
+      '';
+    };
+
+    idleTimeout = mkOption {
+      type = types.ints.positive;
+      default = 60;
+      description = "Seconds of inactivity after which the dispatcher and the action services exit (their sockets start them again on the next request).";
+    };
+
+    actions = mkOption {
+      type = types.submodule {
+        options = lib.genAttrs actionNames (
+          name:
+          mkOption {
+            type = types.submodule (actionModule name);
+            default = { };
+            description = "Policy for the `${name}` action.";
+          }
+        );
+      };
+      default = { };
+      example = literalExpression ''
+        {
+          restart_service.allowedUnits = [ "nginx.service" "ollama.service" ];
+          rollback_generation.enable = false;
+          kill_process.rateLimit = { max = 3; windowSecs = 600; };
+        }
+      '';
+      description = "Per-action enablement and policy, by wire name.";
+    };
+
+    settings = mkOption {
+      type = settingsFormat.type;
+      default = { };
+      example = {
+        max_connections = 16;
+        caller_rate_limit = {
+          max = 20;
+          window_secs = 300;
+        };
+      };
+      description = ''
+        Extra keys for /etc/luminous-healing/config.toml, merged over what
+        the options above generate. The executor refuses to start on an
+        unknown key, so only keys of the documented schema belong here.
+      '';
+    };
+
+    configFile = mkOption {
+      type = types.path;
+      readOnly = true;
+      default = configFile;
+      defaultText = literalExpression "generated from the options";
+      description = "The generated config.toml (read-only; for inspection and tests).";
+    };
+  };
+
+  config = mkIf cfg.enable {
+    assertions = [
+      {
+        assertion = secretSource != null;
+        message = ''
+          services.luminous-healing: no secret configured. Set
+          services.luminous-healing.secretKeyFile to a root-owned file
+          (0640 root:${cfg.group}) holding the shared secret. The executor
+          has no built-in default key.
+        '';
+      }
+    ];
+
+    warnings =
+      lib.optional (cfg.secretKey != null && cfg.secretKeyFile == null) ''
+        services.luminous-healing.secretKey puts the secret in the world-readable
+        Nix store, where every local user can read it and sign requests. Move it to
+        a file and set services.luminous-healing.secretKeyFile instead.
+      ''
+      ++ lib.optional (cfg.secretKey != null && cfg.secretKeyFile != null) ''
+        services.luminous-healing: both secretKey and secretKeyFile are set;
+        secretKeyFile is used. Remove secretKey: it still lands in the Nix store.
+      ''
+      ++ lib.optional (cfg.actions.restart_service.enable && cfg.actions.restart_service.allowedUnits == null) ''
+        services.luminous-healing.actions.restart_service.allowedUnits is unset:
+        members of ${cfg.group} may restart any unit. Consider an allow-list.
+      '';
+
+    # No security.sudo rules: each action runs as its own systemd service
+    # with exactly the privilege it needs, so the dispatcher never escalates.
+
+    users.users.${cfg.user} = {
+      isSystemUser = true;
+      group = cfg.group;
+      description = "luminous-healing dispatcher";
+    };
+    users.groups.${cfg.group}.members = cfg.allowedUsers;
+
+    # healctl for the allowed users and for the administrator.
+    environment.systemPackages = [ cfg.package ];
+
+    # At the default path rather than passed with --config: the action
+    # binaries read the same file and have no such flag in their units, and
+    # keeping the package's ExecStart= untouched is what keeps the host's
+    # units identical to the tested ones. It holds no secret.
+    environment.etc."luminous-healing/config.toml".source = configFile;
+
+    systemd.packages = [ cfg.package ];
+
+    systemd.sockets =
+      {
+        luminous-healing = {
+          wantedBy = [ "sockets.target" ];
+          # The empty entry resets the package's ListenStream=, so the
+          # socket listens on socketPath only, not in addition to it.
+          listenStreams = [
+            ""
+            cfg.socketPath
+          ];
+          socketConfig.SocketGroup = cfg.group;
+        };
+      }
+      // lib.genAttrs (map (a: "luminous-healing-${a}") enabledActions) (_: {
+        wantedBy = [ "sockets.target" ];
+        # Action sockets are 0600: only the dispatcher's user may connect.
+        socketConfig.SocketUser = cfg.user;
+      });
+
+    systemd.services =
+      {
+        luminous-healing = {
+          # Socket-activated only: no wantedBy, nothing runs until a request.
+          restartTriggers = [ configFile ];
+          serviceConfig = {
+            User = cfg.user;
+            Group = cfg.group;
+            # Reset first: the package unit names /etc/luminous-healing/secret,
+            # and a second `secret` entry would be a duplicate credential.
+            LoadCredential = [
+              ""
+              "secret:${secretSource}"
+            ];
+          };
+        };
+      }
+      // lib.genAttrs (map (a: "luminous-healing-${a}") actionNames) (_: {
+        # They read config.toml too (per-action limits and policy).
+        restartTriggers = [ configFile ];
+      });
+  };
+}
