@@ -3,10 +3,12 @@
 //! run by hand; serve connections on threads with a bound on their number;
 //! return when idle so the process can exit and systemd can start it again.
 //! Also the sd_notify side: READY, STATUS, STOPPING and the watchdog.
+//! [`worker`] is the whole runtime of an action binary built from these.
 
 mod listener;
 mod notify;
 mod serve;
+pub mod worker;
 
 pub use listener::{take_listener, ListenerSource};
 pub use notify::{notify_ready, notify_status, notify_stopping, start_watchdog};

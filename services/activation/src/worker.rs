@@ -1,0 +1,552 @@
+//! The action-side runtime: everything an action binary does except the
+//! action itself. An action's `main` is one call:
+//!
+//! ```ignore
+//! use healing_activation::worker::{run_worker, Capability, PathRule, Ruleset, WorkerSpec};
+//! use healing_policy::ActionName;
+//!
+//! static SPEC: WorkerSpec = WorkerSpec {
+//!     action: ActionName::AdjustSwappiness,
+//!     capabilities: &[],
+//!     landlock: |_config| Ruleset::new(vec![PathRule::rw("/proc/sys/vm/swappiness")]),
+//! };
+//!
+//! fn main() -> std::process::ExitCode {
+//!     run_worker(&SPEC, |action, caller, dispatcher, config| { /* ... */ })
+//! }
+//! ```
+//!
+//! # What `run_worker` does, in order
+//!
+//! 1. Parses the command line: `--listen PATH` (bind PATH when not
+//!    socket-activated), `--config PATH` (default
+//!    `/etc/luminous-healing/config.toml`; a missing default means the
+//!    defaults, a missing explicit file is an error), `--dispatcher-uid UID`
+//!    (default: the uid of user `luminous-healing`, looked up now),
+//!    `--self-test-landlock PATH`.
+//! 2. Loads the config and resolves the dispatcher's uid. Both read files
+//!    (the config, `/etc/passwd` or whatever NSS loads) that the landlock
+//!    ruleset does not allow, so they happen before it.
+//! 3. Asserts the capability sets against `spec.capabilities`
+//!    ([`healing_sandbox::assert_capabilities`]: effective = permitted =
+//!    bounding = declared, ambient and inheritable within it).
+//! 4. Takes the listening socket (binding one needs the filesystem).
+//! 5. Applies `(spec.landlock)(&config)` with
+//!    [`healing_sandbox::Ruleset::restrict_self`], before any thread exists,
+//!    so every connection and handler thread inherits it.
+//! 6. With `--self-test-landlock PATH`: tries to open PATH, prints whether it
+//!    was refused with EACCES, and exits (0 only for EACCES). Otherwise:
+//! 7. Sends READY, then serves until idle for `Config::idle_timeout_secs`,
+//!    sends STOPPING and exits 0. systemd starts it again on the next
+//!    connection.
+//!
+//! Any failure in 1-5 is one line on stderr (the journal) and exit status 1:
+//! an action never runs with a bad config, extra capabilities or without its
+//! landlock ruleset.
+//!
+//! # Per connection
+//!
+//! * The peer's uid (SO_PEERCRED) must be the dispatcher's. Anyone else,
+//!   root included, gets a failed [`ActionReply`] naming the refusal, and
+//!   nothing is read.
+//! * One [`ActionRequest`] JSON object, newline-terminated (the newline is
+//!   optional: the object's end is the boundary), at most 64 KiB, complete
+//!   within `Config::request_timeout_ms`.
+//! * `request.action` must be this worker's action, and the parameters are
+//!   validated again with [`Action::parse`]: the dispatcher already did, but a
+//!   bug there must not reach a syscall.
+//! * The handler runs on a thread of its own, limited to
+//!   `Config::action_timeout_secs(action)`. On timeout the caller gets a
+//!   failed reply at once; the handler thread cannot be killed, but it dies
+//!   with the process, and systemd stops any children it left when the
+//!   service stops (KillMode=control-group).
+//! * One [`ActionReply`] line back, output cut with
+//!   [`healing_protocol::truncate_output`] so the dispatcher's v1 reply still
+//!   fits one 64 KiB read; then the connection is closed.
+
+use crate::{notify_ready, notify_status, notify_stopping, serve, take_listener, ServeOptions};
+use healing_auth::{peer_credentials, Peer};
+use healing_policy::{Action, ActionName, Config, DEFAULT_CONFIG_PATH};
+use healing_protocol::{read_one_object, truncate_output, ActionReply, ActionRequest, Caller};
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use healing_sandbox::{Capability, PathAccess, PathRule, Ruleset};
+
+/// The user the dispatcher runs as; its uid is the only one served.
+pub const DISPATCHER_USER: &str = "luminous-healing";
+
+/// Largest `output` an action returns: the dispatcher's v1 reply must fit one
+/// 64 KiB read with the envelope around it.
+pub const MAX_OUTPUT: usize = healing_protocol::MAX_MESSAGE - 4096;
+/// Largest `error`.
+pub const MAX_ERROR: usize = 4096;
+
+/// What an action binary declares about itself.
+pub struct WorkerSpec {
+    pub action: ActionName,
+    /// The capabilities it needs; it refuses to run holding any other.
+    pub capabilities: &'static [Capability],
+    /// Its landlock ruleset. A function of the config because some actions
+    /// run a program whose path is configurable.
+    pub landlock: fn(&Config) -> Ruleset,
+}
+
+/// The parsed command line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerArgs {
+    pub listen: Option<PathBuf>,
+    pub config: Option<PathBuf>,
+    pub dispatcher_uid: Option<u32>,
+    pub self_test_landlock: Option<PathBuf>,
+}
+
+const USAGE: &str = "usage: luminous-healing-<action> [--listen PATH] [--config PATH] \
+[--dispatcher-uid UID] [--self-test-landlock PATH]
+Normally started by its systemd socket unit; see docs/privileges.md.";
+
+/// Parses the arguments after the program name. `Err` is the message to print.
+pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<WorkerArgs, String> {
+    let mut out = WorkerArgs::default();
+    let mut it = args.into_iter();
+    while let Some(a) = it.next() {
+        let (flag, inline) = match a.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (a.clone(), None),
+        };
+        let mut value = |name: &str| {
+            inline
+                .clone()
+                .or_else(|| it.next())
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))
+        };
+        match flag.as_str() {
+            "--listen" => out.listen = Some(PathBuf::from(value("--listen")?)),
+            "--config" => out.config = Some(PathBuf::from(value("--config")?)),
+            "--dispatcher-uid" => {
+                let v = value("--dispatcher-uid")?;
+                let uid = v
+                    .parse::<u32>()
+                    .map_err(|_| format!("--dispatcher-uid {v:?} is not a uid"))?;
+                out.dispatcher_uid = Some(uid);
+            }
+            "--self-test-landlock" => {
+                out.self_test_landlock = Some(PathBuf::from(value("--self-test-landlock")?))
+            }
+            "-h" | "--help" => return Err(USAGE.into()),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    Ok(out)
+}
+
+fn resolve_dispatcher_uid(flag: Option<u32>) -> Result<u32, String> {
+    let uid = match flag {
+        Some(u) => u,
+        None => match nix::unistd::User::from_name(DISPATCHER_USER) {
+            Ok(Some(u)) => u.uid.as_raw(),
+            Ok(None) => {
+                return Err(format!(
+                    "user {DISPATCHER_USER} does not exist (installed by the sysusers.d file), \
+                     and no --dispatcher-uid was given"
+                ))
+            }
+            Err(e) => return Err(format!("cannot look up user {DISPATCHER_USER}: {e}")),
+        },
+    };
+    if uid == 0 {
+        return Err("the dispatcher never runs as root: refusing to serve uid 0".into());
+    }
+    Ok(uid)
+}
+
+/// Runs the action service. See the module documentation.
+pub fn run_worker<H>(spec: &WorkerSpec, handler: H) -> ExitCode
+where
+    H: Fn(&Action, &Caller, &Peer, &Config) -> ActionReply + Send + Sync + 'static,
+{
+    let name = spec.action.as_str();
+    let fail = |msg: String| {
+        eprintln!("<3>luminous-healing-{name}: {msg}");
+        ExitCode::FAILURE
+    };
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) => return fail(e),
+    };
+
+    let config = match &args.config {
+        Some(p) => Config::load(p, true),
+        None => Config::load(std::path::Path::new(DEFAULT_CONFIG_PATH), false),
+    };
+    let config = match config {
+        Ok(c) => c,
+        Err(e) => return fail(format!("bad config: {e}")),
+    };
+    let dispatcher_uid = match resolve_dispatcher_uid(args.dispatcher_uid) {
+        Ok(u) => u,
+        Err(e) => return fail(e),
+    };
+
+    let caps = match healing_sandbox::assert_capabilities(spec.capabilities) {
+        Ok(c) => c,
+        Err(e) => return fail(e.0),
+    };
+
+    let listener = if args.self_test_landlock.is_some() {
+        None
+    } else {
+        match take_listener(args.listen.as_deref(), 0o600) {
+            Ok((l, _)) => Some(l),
+            Err(e) => return fail(format!("no socket: {e}")),
+        }
+    };
+
+    let ruleset = (spec.landlock)(&config);
+    let report = match ruleset.restrict_self() {
+        Ok(r) => r,
+        Err(e) => return fail(e.0),
+    };
+    eprintln!(
+        "luminous-healing-{name}: capabilities {} ; {report}; serving uid {dispatcher_uid}",
+        healing_sandbox::cap_names(&caps.effective)
+    );
+
+    if let Some(path) = &args.self_test_landlock {
+        // READY first, so that a Type=notify unit started for the self-test
+        // does not count the early exit as a protocol failure.
+        notify_ready("landlock self-test");
+        return match healing_sandbox::landlock_self_test(path) {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
+            Err(line) => {
+                println!("{line}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let Some(listener) = listener else {
+        return fail("no socket".into());
+    };
+
+    let ctx = Arc::new(Context {
+        action: spec.action,
+        dispatcher_uid,
+        config,
+        handler,
+        handled: AtomicU64::new(0),
+    });
+    let opts = ServeOptions {
+        idle: Duration::from_secs(ctx.config.idle_timeout_secs),
+        max_connections: ctx.config.max_connections.clamp(1, 16),
+    };
+    notify_ready("waiting for the dispatcher");
+    let c = Arc::clone(&ctx);
+    let served = serve(&listener, opts, move |stream| c.connection(stream));
+    notify_stopping("idle, exiting");
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(format!("serving failed: {e}")),
+    }
+}
+
+struct Context<H> {
+    action: ActionName,
+    dispatcher_uid: u32,
+    config: Config,
+    handler: H,
+    handled: AtomicU64,
+}
+
+impl<H> Context<H>
+where
+    H: Fn(&Action, &Caller, &Peer, &Config) -> ActionReply + Send + Sync + 'static,
+{
+    fn connection(self: &Arc<Self>, mut stream: UnixStream) {
+        let name = self.action.as_str();
+        let reply = self.answer(&mut stream);
+        let reply = ActionReply {
+            success: reply.success,
+            output: reply.output.map(|o| truncate_output(&o, MAX_OUTPUT)),
+            error: reply.error.map(|e| truncate_output(&e, MAX_ERROR)),
+        };
+        let mut line = serde_json::to_vec(&reply).unwrap_or_else(|_| {
+            br#"{"success":false,"output":null,"error":"cannot encode the reply"}"#.to_vec()
+        });
+        line.push(b'\n');
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
+        if let Err(e) = stream.write_all(&line) {
+            eprintln!("<4>luminous-healing-{name}: cannot send the reply: {e}");
+        }
+        let n = self.handled.fetch_add(1, Ordering::Relaxed) + 1;
+        notify_status(&format!("{n} connection(s) handled"));
+    }
+
+    fn answer(self: &Arc<Self>, stream: &mut UnixStream) -> ActionReply {
+        let name = self.action.as_str();
+        let peer = match peer_credentials(stream) {
+            Ok(p) => p,
+            Err(e) => return ActionReply::failed(format!("cannot read peer credentials: {e}")),
+        };
+        if peer.uid != self.dispatcher_uid || peer.uid == 0 {
+            eprintln!(
+                "<4>luminous-healing-{name}: refused a connection from uid {} pid {}: only the \
+                 dispatcher (uid {}) may connect",
+                peer.uid, peer.pid, self.dispatcher_uid
+            );
+            return ActionReply::failed(format!(
+                "connection refused: uid {} is not the dispatcher's",
+                peer.uid
+            ));
+        }
+        let timeout = Duration::from_millis(self.config.request_timeout_ms);
+        let value = match read_one_object(stream, healing_protocol::MAX_MESSAGE, timeout) {
+            Ok(v) => v,
+            Err(e) => return ActionReply::failed(format!("bad action request: {e}")),
+        };
+        let req: ActionRequest = match serde_json::from_value(value) {
+            Ok(r) => r,
+            Err(e) => return ActionReply::failed(format!("bad action request: {e}")),
+        };
+        if req.action != name {
+            return ActionReply::failed(format!(
+                "this is the {name} service, not {:?}",
+                req.action
+            ));
+        }
+        let action = match Action::parse(self.action, &req.parameters) {
+            Ok(a) => a,
+            Err(e) => return ActionReply::failed(e),
+        };
+        let started = Instant::now();
+        let reply = self.run_with_timeout(action, req.caller, peer);
+        eprintln!(
+            "luminous-healing-{name}: request {} from uid {} pid {}: {} in {} ms{}",
+            req.id,
+            req.caller.uid,
+            req.caller.pid,
+            if reply.success { "success" } else { "failure" },
+            started.elapsed().as_millis(),
+            reply
+                .error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        );
+        reply
+    }
+
+    fn run_with_timeout(
+        self: &Arc<Self>,
+        action: Action,
+        caller: Caller,
+        peer: Peer,
+    ) -> ActionReply {
+        let secs = self.config.action_timeout_secs(self.action);
+        let (tx, rx) = mpsc::channel();
+        let me = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name("action".into())
+            .spawn(move || {
+                let r = (me.handler)(&action, &caller, &peer, &me.config);
+                let _ = tx.send(r);
+            });
+        if let Err(e) = spawned {
+            return ActionReply::failed(format!("cannot start the action: {e}"));
+        }
+        match rx.recv_timeout(Duration::from_secs(secs)) {
+            Ok(r) => r,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                ActionReply::failed(format!("{} timed out after {secs} s", self.action.as_str()))
+            }
+            // The handler panicked (workspace lints forbid it, but a library
+            // might): say so instead of hanging up without a word.
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                ActionReply::failed(format!("{} failed unexpectedly", self.action.as_str()))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Result<WorkerArgs, String> {
+        parse_args(v.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn command_line() {
+        let a = args(&[
+            "--listen",
+            "/tmp/x.sock",
+            "--config=/c.toml",
+            "--dispatcher-uid",
+            "990",
+            "--self-test-landlock",
+            "/etc/hostname",
+        ])
+        .unwrap();
+        assert_eq!(a.listen.unwrap(), PathBuf::from("/tmp/x.sock"));
+        assert_eq!(a.config.unwrap(), PathBuf::from("/c.toml"));
+        assert_eq!(a.dispatcher_uid, Some(990));
+        assert_eq!(
+            a.self_test_landlock.unwrap(),
+            PathBuf::from("/etc/hostname")
+        );
+        assert!(args(&["--listen"]).is_err());
+        assert!(args(&["--dispatcher-uid", "-1"]).is_err());
+        assert!(args(&["--bogus"]).is_err());
+        assert_eq!(args(&[]).unwrap(), WorkerArgs::default());
+    }
+
+    #[test]
+    fn root_is_never_the_dispatcher() {
+        assert!(resolve_dispatcher_uid(Some(0)).is_err());
+        assert_eq!(resolve_dispatcher_uid(Some(990)), Ok(990));
+    }
+
+    fn ctx<H>(handler: H, uid: u32) -> Arc<Context<H>>
+    where
+        H: Fn(&Action, &Caller, &Peer, &Config) -> ActionReply + Send + Sync + 'static,
+    {
+        let mut config = Config {
+            request_timeout_ms: 500,
+            ..Default::default()
+        };
+        config.actions.insert(
+            "adjust_swappiness".into(),
+            healing_policy::ActionConfig {
+                timeout_secs: Some(1),
+                ..Default::default()
+            },
+        );
+        Arc::new(Context {
+            action: ActionName::AdjustSwappiness,
+            dispatcher_uid: uid,
+            config,
+            handler,
+            handled: AtomicU64::new(0),
+        })
+    }
+
+    fn exchange<H>(c: Arc<Context<H>>, request: &str) -> ActionReply
+    where
+        H: Fn(&Action, &Caller, &Peer, &Config) -> ActionReply + Send + Sync + 'static,
+    {
+        use std::io::BufRead;
+        let (a, b) = pair_as(DISPATCHER_UID_IN_TESTS);
+        let t = std::thread::spawn(move || c.connection(b));
+        let mut a2 = a.try_clone().unwrap();
+        a2.write_all(request.as_bytes()).unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(a).read_line(&mut line).unwrap();
+        t.join().unwrap();
+        assert!(line.ends_with('\n'));
+        serde_json::from_str(&line).unwrap()
+    }
+
+    /// The uid the test "dispatcher" runs as: not root, which is refused.
+    const DISPATCHER_UID_IN_TESTS: u32 = 65534;
+
+    /// A socket pair whose SO_PEERCRED says `uid`. As root, it is created on
+    /// a thread that changed only its own uid (the raw syscall, unlike
+    /// glibc's setresuid, does not touch the other threads); as anyone else,
+    /// it is our own uid, and the tests below use that instead.
+    fn pair_as(uid: u32) -> (UnixStream, UnixStream) {
+        if me() != 0 {
+            return UnixStream::pair().unwrap();
+        }
+        std::thread::spawn(move || {
+            // SAFETY: changes this short-lived thread's credentials only.
+            let rc = unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) };
+            assert_eq!(rc, 0);
+            UnixStream::pair().unwrap()
+        })
+        .join()
+        .unwrap()
+    }
+
+    fn me() -> u32 {
+        // SAFETY: getuid cannot fail.
+        unsafe { libc::getuid() }
+    }
+
+    /// The uid `pair_as` really produces.
+    fn dispatcher() -> u32 {
+        if me() == 0 {
+            DISPATCHER_UID_IN_TESTS
+        } else {
+            me()
+        }
+    }
+
+    const REQ: &str = r#"{"id":"r1","action":"adjust_swappiness","parameters":{"value":30},"caller":{"uid":1000,"gid":1000,"pid":42}}"#;
+
+    #[test]
+    fn request_reaches_the_handler_validated() {
+        let c = ctx(
+            |a, caller, peer, _| {
+                ActionReply::ok(format!("{a:?} for {} via pid {}", caller.pid, peer.pid))
+            },
+            dispatcher(),
+        );
+        let r = exchange(Arc::clone(&c), &format!("{REQ}\n"));
+        assert!(r.success, "{r:?}");
+        assert!(r
+            .output
+            .unwrap()
+            .contains("AdjustSwappiness { value: 30 } for 42"));
+        let bad = REQ.replace("30", "300");
+        let r = exchange(Arc::clone(&c), &bad);
+        assert!(r.error.unwrap().contains("outside 0-100"));
+        let other = REQ.replace(
+            "\"action\":\"adjust_swappiness\"",
+            "\"action\":\"kill_process\"",
+        );
+        let r = exchange(Arc::clone(&c), &other);
+        assert!(r.error.unwrap().contains("not \"kill_process\""));
+        let r = exchange(c, "{\"id\":\"x\"}");
+        assert!(r.error.unwrap().contains("bad action request"));
+    }
+
+    #[test]
+    fn other_uid_is_refused_without_running_anything() {
+        let c = ctx(|_, _, _, _| ActionReply::ok("ran"), dispatcher() + 1);
+        let r = exchange(c, REQ);
+        assert!(!r.success);
+        assert!(r.error.unwrap().contains("connection refused: uid"));
+    }
+
+    #[test]
+    fn slow_handler_times_out_and_long_output_is_cut() {
+        let c = ctx(
+            |_, _, _, _| {
+                std::thread::sleep(Duration::from_secs(3));
+                ActionReply::ok("late")
+            },
+            dispatcher(),
+        );
+        let t0 = Instant::now();
+        let r = exchange(c, REQ);
+        assert!(t0.elapsed() < Duration::from_secs(2));
+        assert!(r.error.unwrap().contains("timed out after 1 s"));
+        let c = ctx(
+            |_, _, _, _| ActionReply::ok("x".repeat(200_000)),
+            dispatcher(),
+        );
+        let r = exchange(c, REQ);
+        let out = r.output.unwrap();
+        assert!(out.len() <= MAX_OUTPUT && out.ends_with("[output truncated by luminous-healing]"));
+    }
+}
