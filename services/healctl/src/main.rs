@@ -1,1 +1,369 @@
-fn main() {}
+//! healctl: ask luminous-healing for a repair from the command line.
+//! Speaks v2 by default (the signature covers the parameters), v1 on request.
+
+use healing_auth::{sign, Secret};
+use healing_protocol::{canonical_parameters, signing_message, Request, Version};
+use serde_json::{json, Map, Value};
+use std::io::{IsTerminal, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const USAGE: &str = "usage: healctl [OPTIONS] COMMAND [ARGS]
+
+Commands:
+  status                          versions, enabled actions, remaining rate-limit budget
+  restart-service UNIT            restart a systemd unit (name.service if no suffix)
+  restart-network                 restart NetworkManager or systemd-networkd
+  set-cpu-governor GOVERNOR       performance|powersave|ondemand|conservative|schedutil
+  adjust-swappiness VALUE         0-100
+  clear-system-cache              sync and drop the page cache, dentries and inodes
+  kill-process PID [--signal S]   S: TERM (default), KILL, HUP, INT
+  clean-nix-store                 nix-collect-garbage -d
+  rollback-generation             nixos-rebuild switch --rollback
+
+Options:
+  --socket PATH        default /run/luminous-healing.sock
+  --secret-file PATH   the shared secret (else $LUMINOUS_HEALING_SECRET)
+  --protocol v1|v2     default v2
+  --json               print the raw JSON reply
+  --timeout SECONDS    give up waiting after this long (default 660)
+
+Exit status: 0 done, 1 the action failed, 2 usage, 3 refused (authentication,
+policy, parameters), 4 rate limited, 5 could not talk to the service.";
+
+const EXIT_FAILED: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+const EXIT_REFUSED: u8 = 3;
+const EXIT_RATE: u8 = 4;
+const EXIT_TRANSPORT: u8 = 5;
+
+struct Opts {
+    socket: String,
+    secret_file: Option<String>,
+    version: Version,
+    json: bool,
+    timeout: Duration,
+    action: String,
+    params: Map<String, Value>,
+}
+
+fn usage(msg: &str) -> Result<Opts, (u8, String)> {
+    Err((EXIT_USAGE, format!("healctl: {msg}\n\n{USAGE}")))
+}
+
+fn parse(args: Vec<String>) -> Result<Opts, (u8, String)> {
+    let mut o = Opts {
+        socket: "/run/luminous-healing.sock".into(),
+        secret_file: None,
+        version: Version::V2,
+        json: false,
+        timeout: Duration::from_secs(660),
+        action: String::new(),
+        params: Map::new(),
+    };
+    let mut positional = Vec::new();
+    let mut signal = None;
+    let mut it = args.into_iter();
+    while let Some(a) = it.next() {
+        let mut val = |name: &str| {
+            it.next()
+                .ok_or_else(|| (EXIT_USAGE, format!("healctl: {name} needs a value")))
+        };
+        match a.as_str() {
+            "--socket" => o.socket = val("--socket")?,
+            "--secret-file" => o.secret_file = Some(val("--secret-file")?),
+            "--protocol" => {
+                o.version = match val("--protocol")?.as_str() {
+                    "v1" | "1" => Version::V1,
+                    "v2" | "2" => Version::V2,
+                    other => return usage(&format!("unknown protocol {other:?}")),
+                }
+            }
+            "--json" => o.json = true,
+            "--timeout" => {
+                let v = val("--timeout")?;
+                let secs: u64 = v
+                    .parse()
+                    .map_err(|_| (EXIT_USAGE, format!("healctl: bad --timeout {v:?}")))?;
+                o.timeout = Duration::from_secs(secs.max(1));
+            }
+            "--signal" => signal = Some(val("--signal")?),
+            "--pid" => positional.push(val("--pid")?),
+            "-h" | "--help" => return Err((0, USAGE.into())),
+            s if s.starts_with("--") => return usage(&format!("unknown option {s}")),
+            _ => positional.push(a),
+        }
+    }
+    let Some(cmd) = positional.first().cloned() else {
+        return usage("no command");
+    };
+    let args = &positional[1..];
+    let action = cmd.replace('-', "_");
+    let need = |n: usize| -> Result<(), (u8, String)> {
+        if args.len() == n {
+            Ok(())
+        } else {
+            Err((
+                EXIT_USAGE,
+                format!("healctl: {cmd} takes {n} argument(s)\n\n{USAGE}"),
+            ))
+        }
+    };
+    let int = |s: &str| -> Result<Value, (u8, String)> {
+        s.parse::<i64>()
+            .map(Value::from)
+            .map_err(|_| (EXIT_USAGE, format!("healctl: {s:?} is not an integer")))
+    };
+    match action.as_str() {
+        "status"
+        | "clear_system_cache"
+        | "restart_network"
+        | "clean_nix_store"
+        | "rollback_generation" => need(0)?,
+        "restart_service" => {
+            need(1)?;
+            o.params.insert("service".into(), json!(args[0]));
+        }
+        "set_cpu_governor" => {
+            need(1)?;
+            o.params.insert("governor".into(), json!(args[0]));
+        }
+        "adjust_swappiness" => {
+            need(1)?;
+            o.params.insert("value".into(), int(&args[0])?);
+        }
+        "kill_process" => {
+            need(1)?;
+            o.params.insert("pid".into(), int(&args[0])?);
+            o.params.insert(
+                "signal".into(),
+                json!(signal.take().unwrap_or_else(|| "TERM".into())),
+            );
+        }
+        _ => return usage(&format!("unknown command {cmd:?}")),
+    }
+    if signal.is_some() {
+        return usage("--signal goes with kill-process");
+    }
+    o.action = action;
+    Ok(o)
+}
+
+/// A random (version 4) UUID, as the v1 client sends.
+fn uuid4() -> Result<String, String> {
+    let mut b = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    ))
+}
+
+/// Shows elapsed time on a terminal while a long action runs.
+fn spinner(action: String, done: Arc<AtomicBool>) -> Option<std::thread::JoinHandle<()>> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    std::thread::Builder::new()
+        .spawn(move || {
+            let frames = ['|', '/', '-', '\\'];
+            let t0 = Instant::now();
+            let mut i = 0;
+            // Short actions finish before the spinner would flicker into view.
+            std::thread::sleep(Duration::from_millis(300));
+            while !done.load(Ordering::Relaxed) {
+                eprint!(
+                    "\r{} {action} … {:.1}s ",
+                    frames[i % 4],
+                    t0.elapsed().as_secs_f32()
+                );
+                i += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if i > 0 {
+                eprint!("\r\x1b[K");
+            }
+        })
+        .ok()
+}
+
+fn run(o: Opts) -> Result<u8, (u8, String)> {
+    let secret = match &o.secret_file {
+        Some(f) => Secret::from_file(std::path::Path::new(f)),
+        None => Secret::load(),
+    }
+    .map_err(|e| (EXIT_USAGE, format!("healctl: {e}; pass --secret-file PATH")))?;
+    if o.version == Version::V2 {
+        canonical_parameters(&o.params).map_err(|e| (EXIT_USAGE, format!("healctl: {e}")))?;
+    }
+    let mut req = Request {
+        version: o.version,
+        id: uuid4().map_err(|e| (EXIT_TRANSPORT, e))?,
+        action: o.action.clone(),
+        parameters: o.params.clone(),
+        timestamp: chrono::Local::now()
+            .format("%Y-%m-%dT%H:%M:%S%.6f")
+            .to_string(),
+        signature: None,
+    };
+    let msg = signing_message(&req).map_err(|e| (EXIT_USAGE, e))?;
+    req.signature = Some(sign(secret.key(), &msg));
+    let mut body = json!({
+        "id": req.id, "action": req.action, "parameters": req.parameters,
+        "timestamp": req.timestamp, "signature": req.signature,
+    });
+    if o.version == Version::V2 {
+        body["version"] = json!(2);
+    }
+    let transport = |e: std::io::Error| (EXIT_TRANSPORT, format!("healctl: {}: {e}", o.socket));
+    let mut s = UnixStream::connect(&o.socket).map_err(transport)?;
+    s.set_read_timeout(Some(o.timeout)).map_err(transport)?;
+    s.write_all(body.to_string().as_bytes())
+        .map_err(transport)?;
+    let done = Arc::new(AtomicBool::new(false));
+    let spin = spinner(o.action.clone(), Arc::clone(&done));
+    let mut buf = Vec::new();
+    let read = s.take(1 << 20).read_to_end(&mut buf);
+    done.store(true, Ordering::Relaxed);
+    if let Some(h) = spin {
+        let _ = h.join();
+    }
+    read.map_err(transport)?;
+    let reply: Value = serde_json::from_slice(&buf).map_err(|e| {
+        (
+            EXIT_TRANSPORT,
+            format!("healctl: the reply is not JSON: {e}"),
+        )
+    })?;
+    if o.json {
+        println!("{reply}");
+    }
+    let ok = reply["success"].as_bool() == Some(true);
+    if ok {
+        if !o.json {
+            let out = reply["output"].as_str().unwrap_or("");
+            // status answers with JSON: show it readably.
+            match serde_json::from_str::<Value>(out) {
+                Ok(v @ Value::Object(_)) => {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&v).unwrap_or_else(|_| out.to_string())
+                    )
+                }
+                _ => println!("{out}"),
+            }
+        }
+        return Ok(0);
+    }
+    let err = reply["error"]
+        .as_str()
+        .unwrap_or("unknown error")
+        .to_string();
+    if !o.json {
+        eprintln!(
+            "healctl: {} (request {})",
+            err,
+            reply["request_id"].as_str().unwrap_or("?")
+        );
+    }
+    Ok(classify(&err))
+}
+
+/// Refusals say nothing ran; failures say the action ran and did not succeed.
+fn classify(err: &str) -> u8 {
+    const REFUSED: [&str; 11] = [
+        "Invalid signature",
+        "Invalid request format",
+        "Invalid parameters",
+        "Invalid timestamp",
+        "Caller not allowed",
+        "Stale timestamp",
+        "Timestamp in the future",
+        "Replayed request id",
+        "Protocol ",
+        "Unit ",
+        "Server busy",
+    ];
+    if err == "Rate limit exceeded" {
+        EXIT_RATE
+    } else if REFUSED.iter().any(|p| err.starts_with(p))
+        || (err.starts_with("Action ") && err.ends_with(" not allowed"))
+    {
+        EXIT_REFUSED
+    } else {
+        EXIT_FAILED
+    }
+}
+
+fn main() -> ExitCode {
+    let result = parse(std::env::args().skip(1).collect()).and_then(run);
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err((code, msg)) => {
+            if code == 0 {
+                println!("{msg}");
+            } else {
+                eprintln!("{msg}");
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(a: &[&str]) -> Result<Opts, (u8, String)> {
+        parse(a.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn commands_map_to_wire_actions_and_parameters() {
+        let o = p(&["kill-process", "42", "--signal", "KILL"]).ok().unwrap();
+        assert_eq!(o.action, "kill_process");
+        assert_eq!(
+            Value::Object(o.params),
+            json!({"pid": 42, "signal": "KILL"})
+        );
+        let o = p(&["--protocol", "v1", "restart-service", "nginx"])
+            .ok()
+            .unwrap();
+        assert_eq!(o.version, Version::V1);
+        assert_eq!(Value::Object(o.params), json!({"service": "nginx"}));
+        assert_eq!(p(&["adjust-swappiness", "x"]).err().unwrap().0, EXIT_USAGE);
+        assert_eq!(p(&["reboot"]).err().unwrap().0, EXIT_USAGE);
+        assert_eq!(p(&["status", "extra"]).err().unwrap().0, EXIT_USAGE);
+        assert_eq!(p(&[]).err().unwrap().0, EXIT_USAGE);
+    }
+
+    #[test]
+    fn exit_codes_follow_the_error_strings() {
+        assert_eq!(classify("Invalid signature"), EXIT_REFUSED);
+        assert_eq!(classify("Action reboot not allowed"), EXIT_REFUSED);
+        assert_eq!(classify("Rate limit exceeded"), EXIT_RATE);
+        assert_eq!(
+            classify("Action kill_process timed out after 15 s"),
+            EXIT_FAILED
+        );
+    }
+
+    #[test]
+    fn uuid_is_version_4() {
+        let u = uuid4().unwrap();
+        assert_eq!(u.len(), 36);
+        assert_eq!(&u[14..15], "4");
+    }
+}
