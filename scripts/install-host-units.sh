@@ -121,7 +121,9 @@ plan() {
                     -o -name '*.timer' -o -name '*.path' -o -name '*.target' \
                     -o -name '*.in' -o -name '*.conf' \) | sort)
     done
-    for f in "$ROOT"/units/tmpfiles.d/*.conf "$ROOT"/units/tmpfiles.d/*.conf.in; do
+    # Only the host's rules: luminous-healing's own tmpfiles.d file (if
+    # any) is install.sh's.
+    for f in "$ROOT"/units/tmpfiles.d/luminous-host.conf*; do
         [ -f "$f" ] || continue
         name=${f##*/}; echo "$f $TMPFILESDIR/${name%.in}"
     done
@@ -136,7 +138,9 @@ do_install() {
     # drop-in no longer requested) must not linger.
     if [ -f "$MANIFEST" ]; then
         while IFS= read -r dst; do
-            grep -qxF "$dst" "$MANIFEST.new" || { rm -f "$dst"; echo "removed $dst"; }
+            grep -qxF "$dst" "$MANIFEST.new" && continue
+            rm -f "$dst"; echo "removed $dst"
+            case "${dst%/*}" in "$UNITDIR"/*.d) rmdir "${dst%/*}" 2>/dev/null || true ;; esac
         done < "$MANIFEST"
     fi
     sort -u "$MANIFEST.new" > "$MANIFEST"; rm -f "$MANIFEST.new"
