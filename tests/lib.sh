@@ -52,8 +52,9 @@ boot() {
 }
 
 install_project() {
-    sb env PREFIX=$PREFIX_IN BUILD_DIR=/src/target/release /src/scripts/install.sh "$@" >/dev/null \
-        || die "scripts/install.sh failed inside the container"
+    local out
+    out=$(sb env PREFIX=$PREFIX_IN BUILD_DIR=/src/target/release /src/scripts/install.sh "$@" 2>&1) \
+        || { echo "$out" >&2; die "scripts/install.sh failed inside the container"; }
 }
 
 # Create a user in the luminous-healing group (setpriv works without PAM).
@@ -109,4 +110,65 @@ run_case() {
 finish() {
     echo "$TEST_NAME: $PASSED passed, $FAILED failed"
     [ "$FAILED" = 0 ]
+}
+
+# --- luminous-healing requests and audit records ------------------------------
+SECRET_IN=/etc/luminous-healing/secret
+
+# request [client.py options] ACTION [k=v ...]: one request as root, prints the reply JSON.
+request() { sb python3 /src/tests/client.py --secret-file "$SECRET_IN" "$@"; }
+# request_as USER ...: the same as USER (the secret is read by root first).
+request_as() {
+    local user=$1; shift
+    local key; key=$(sb cat "$SECRET_IN")
+    as_user "$user" python3 /src/tests/client.py --secret "$key" "$@"
+}
+
+# jfield FIELD: a top-level field of the JSON object on stdin ("null" for null).
+jfield() { python3 -c 'import json,sys; v=json.load(sys.stdin).get(sys.argv[1]); print("null" if v is None else (str(v).lower() if isinstance(v,bool) else v))' "$1"; }
+
+# The decision records (records with HEALING_OUTCOME) for a request id, as JSON lines.
+decisions() {
+    sb journalctl --no-pager -o json SYSLOG_IDENTIFIER=luminous-healing "HEALING_REQUEST_ID=$1" \
+        | python3 -c 'import json,sys
+for l in sys.stdin:
+    e=json.loads(l)
+    if "HEALING_OUTCOME" in e: print(json.dumps(e))'
+}
+
+# assert_one_decision ID OUTCOME [REASON-SUBSTRING]: exactly one decision with
+# every audit field the design lists.
+assert_one_decision() {
+    local id=$1 outcome=$2 reason=${3:-} recs n
+    # journald writes asynchronously: give the record a moment to land
+    for _ in $(seq 50); do
+        recs=$(decisions "$id")
+        [ -n "$recs" ] && break
+        sleep 0.1
+    done
+    sleep 0.2; recs=$(decisions "$id")   # and a moment for a second one to show
+    n=$(printf '%s' "$recs" | grep -c . || true)
+    assert_eq "$n" 1 "decisions for $id:" || return 1
+    printf '%s' "$recs" | python3 -c '
+import json, sys
+e = json.loads(sys.stdin.read())
+want = ["MESSAGE_ID", "HEALING_REQUEST_ID", "HEALING_ACTION", "HEALING_OUTCOME", "HEALING_REASON",
+        "HEALING_CALLER_UID", "HEALING_CALLER_GID", "HEALING_CALLER_PID", "HEALING_DURATION_MS",
+        "HEALING_PARAMETERS"]
+missing = [k for k in want if k not in e]
+assert not missing, "missing audit fields %s in %s" % (missing, e)
+assert e["HEALING_OUTCOME"] == sys.argv[1], e
+assert sys.argv[2] in e["HEALING_REASON"], (sys.argv[2], e["HEALING_REASON"])
+json.loads(e["HEALING_PARAMETERS"])
+ids = {"denied": "f93433f8a0d54625bb05ee63e832c15c", "success": "f35f5bd52b974b76b3886613cc06b638",
+       "failure": "f35f5bd52b974b76b3886613cc06b638"}
+assert e["MESSAGE_ID"] == ids[e["HEALING_OUTCOME"]], e
+' "$outcome" "$reason" || fail "audit record for $id"
+}
+
+# Write the dispatcher's config inside the container and restart it.
+set_config() {
+    sb mkdir -p /etc/luminous-healing
+    printf '%s\n' "$1" | sb tee /etc/luminous-healing/config.toml >/dev/null
+    sb systemctl stop luminous-healing.service
 }
