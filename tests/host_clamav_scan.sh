@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# clamav-scan.service for real: Debian's clamscan, a signature database the
+# test writes (one .hdb line for the EICAR test file, no download), a home
+# directory only its owner can read. Checks detection in the log and the
+# journal, the designed unit result for clamscan's exit statuses (1 found
+# -> failed unit, 0 clean -> success, 2 error -> failed), the /run exclusion,
+# and that the weekly timer is scheduled.
+LH_NEEDS_BUILD=0
+. "$(dirname "$0")/lib.sh"
+require clamscan clamav
+
+U=clamav-scan.service
+DB=/var/lib/lh-test/eicar.hdb
+prop() { sb systemctl show -P "$1" "$U"; }
+
+# The EICAR test file, assembled at run time so that no file in the
+# repository itself is a "virus" to scanners that look at the source tree.
+EICAR='X5O!P%@AP[4\PZX54(P^)7CC)7}$'"EICAR-STANDARD-ANTIVIRUS-TEST-FILE"'!$H+H*'
+
+boot
+# Debian's package creates the clamav user in its postinst; the container's
+# /etc starts empty.
+sb useradd -r -U -M -d /var/lib/clamav -s /usr/sbin/nologin clamav
+sb env PREFIX=/opt/luminous-healing UNITDIR=/etc/systemd/system \
+    /src/scripts/install-host-units.sh /src >/dev/null 2>&1 || die "install-host-units.sh failed"
+
+# A user whose home only they can read: clamav needs CAP_DAC_READ_SEARCH.
+sb useradd -m -U alice
+sb chmod 0700 /home/alice
+printf '%s' "$EICAR" | sb setpriv --reuid=alice --regid=alice --clear-groups sh -c 'cat > /home/alice/eicar.com'
+echo "just a note" | sb setpriv --reuid=alice --regid=alice --clear-groups sh -c 'cat > /home/alice/clean.txt'
+# The same file under /run: excluded by the unit, must not be reported.
+sb mkdir -p /run/lh-scan
+printf '%s' "$EICAR" | sb sh -c 'cat > /run/lh-scan/eicar.com'
+
+md5=$(printf '%s' "$EICAR" | md5sum | cut -d' ' -f1)
+sb mkdir -p /var/lib/lh-test
+echo "$md5:${#EICAR}:LH-Test-EICAR" | sb sh -c "cat > $DB"
+
+# Point the unit at the test's database and paths, the way an administrator
+# would (drop-in), leaving the shipped unit untouched.
+set_scan() {   # set_scan DATABASE PATHS...
+    local db=$1; shift
+    sb mkdir -p /etc/systemd/system/$U.d
+    printf '[Service]\nEnvironment=CLAMAV_DATABASE=%s "SCAN_PATHS=%s"\n' "$db" "$*" \
+        | sb sh -c "cat > /etc/systemd/system/$U.d/test.conf"
+    sb systemctl daemon-reload
+}
+
+t_detects() {
+    set_scan "$DB" /home /run/lh-scan
+    if sb systemctl start "$U" 2>/dev/null; then fail "start succeeded although an infected file exists"; fi
+    # Designed: "found" fails the unit (no SuccessExitStatus=1) so it shows up.
+    assert_eq "$(prop Result)" exit-code Result
+    assert_eq "$(prop ExecMainStatus)" 1 "clamscan exit status"
+    local log journal
+    log=$(sb cat /var/log/clamav/scan.log)
+    assert_contains "$log" "/home/alice/eicar.com: LH-Test-EICAR.UNOFFICIAL FOUND" scan.log
+    assert_not_contains "$log" "clean.txt" scan.log
+    assert_not_contains "$log" "/run/lh-scan" "scan.log (excluded dir)"
+    journal=$(sb journalctl --no-pager -o cat -u "$U")
+    assert_contains "$journal" "/home/alice/eicar.com: LH-Test-EICAR.UNOFFICIAL FOUND" journal
+    assert_contains "$journal" "Infected files: 1" journal
+}
+
+t_runs_sandboxed() {
+    # The log is written as clamav, not root: the scan never ran as root.
+    assert_eq "$(sb stat -c '%U' /var/log/clamav/scan.log)" clamav "owner of scan.log"
+    assert_eq "$(prop Nice)" 19 Nice
+    assert_eq "$(prop IOSchedulingClass)" 3 "IOSchedulingClass (3 = idle)"
+}
+
+t_clean_succeeds() {
+    sb rm /home/alice/eicar.com
+    sb systemctl start "$U"
+    assert_eq "$(prop Result)" success Result
+    assert_eq "$(prop ExecMainStatus)" 0 "clamscan exit status"
+    assert_contains "$(sb tail -n 20 /var/log/clamav/scan.log)" "Infected files: 0" scan.log
+}
+
+t_error_fails() {
+    set_scan /var/lib/lh-test/no-such.hdb /home
+    if sb systemctl start "$U" 2>/dev/null; then fail "start succeeded with a missing database"; fi
+    assert_eq "$(prop Result)" exit-code Result
+    assert_eq "$(prop ExecMainStatus)" 2 "clamscan exit status"
+}
+
+t_weekly_timer() {
+    sb systemctl start clamav-scan.timer
+    local timers
+    timers=$(sb systemctl list-timers --all --no-pager --no-legend)
+    assert_contains "$timers" "clamav-scan.timer" list-timers
+    assert_contains "$timers" "clamav-scan.service" list-timers
+    assert_contains "$(sb systemctl show -P TimersCalendar clamav-scan.timer)" "OnCalendar=Mon *-*-* 00:00:00" TimersCalendar
+    assert_eq "$(sb systemctl show -P RandomizedDelayUSec clamav-scan.timer)" 2h RandomizedDelaySec
+    assert_eq "$(sb systemctl show -P Persistent clamav-scan.timer)" yes Persistent
+    sb systemctl stop clamav-scan.timer
+}
+
+run_case detects_eicar_in_a_private_home t_detects
+run_case ran_as_clamav_niced_idle_io t_runs_sandboxed
+run_case clean_scan_succeeds t_clean_succeeds
+run_case scan_error_fails t_error_fails
+run_case weekly_timer_listed t_weekly_timer
+finish
