@@ -66,7 +66,7 @@ rustPlatform.buildRustPackage {
           -e "s|@BINDIR@|$out/bin|g" \
           -e "s|@LIBEXECDIR@|$libexec|g" \
           "$1" > "$2"
-      if grep -n '@[A-Z_]*@' "$2" >&2; then
+      if grep -n '@[A-Z][A-Z_]*@' "$2" >&2; then
         echo "unsubstituted placeholder in $1" >&2
         exit 1
       fi
@@ -88,19 +88,21 @@ rustPlatform.buildRustPackage {
     done
 
     # The host-service units (llama.cpp, ollama, clamav scan, ...) are for
-    # non-NixOS installs. They are shipped for reference but not put in
-    # lib/systemd/system: systemd.packages would otherwise offer all of them
-    # on every host that only wants the executor. On NixOS the services tree
-    # (nixos/services/) configures the same services through the
-    # distribution's modules.
+    # non-NixOS installs, shipped under share/ for reference. Not in
+    # lib/systemd/system: through systemd.packages a packaged
+    # llama-cpp.service would become the base unit and the distribution's
+    # services.llama-cpp a mere drop-in on top of it. On NixOS the services
+    # tree (nixos/services/) configures the same services through the
+    # distribution's modules instead.
     for group in units/*/; do
       group=$(basename "$group")
       case "$group" in
         healing|sysusers.d|catalog) continue ;;
       esac
-      for t in units/"$group"/*; do
-        render "$t" "$out/share/luminous-healing/units/$group/$(basename "$t" .in)"
-      done
+      # Recursive: drop-in directories (ollama.service.d/, ...) come along.
+      while read -r rel; do
+        render "units/$rel" "$out/share/luminous-healing/units/''${rel%.in}"
+      done < <(cd units && find "$group" -type f)
     done
 
     for f in units/sysusers.d/*.conf; do

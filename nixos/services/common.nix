@@ -1,0 +1,110 @@
+# Shared pieces of the host-service modules: the sandbox every service here
+# starts from, and the readiness wait that on-demand backends need.
+#
+# The values mirror units/ (the non-NixOS units, tested against a real
+# systemd by tests/host_*.sh), so a service configured through NixOS gets
+# the same confinement as the one installed from units/.
+{ pkgs, systemd }:
+
+let
+  sandbox = {
+    CapabilityBoundingSet = [ "" ];
+    NoNewPrivileges = true;
+    PrivateTmp = true;
+    ProtectSystem = "strict";
+    ProtectHome = true;
+    ProtectKernelTunables = true;
+    ProtectKernelModules = true;
+    ProtectKernelLogs = true;
+    ProtectControlGroups = true;
+    ProtectClock = true;
+    ProtectHostname = true;
+    ProtectProc = "invisible";
+    RestrictNamespaces = true;
+    RestrictRealtime = true;
+    RestrictSUIDSGID = true;
+    LockPersonality = true;
+    RemoveIPC = true;
+    SystemCallArchitectures = "native";
+    UMask = "0077";
+  };
+in
+{
+  # The common hardening of units/*: no capabilities, read-only system,
+  # private /tmp, no kernel or clock access, native syscalls only.
+  # Services add what they need on top (devices, writable paths, address
+  # families) or override an entry with their own reason.
+  inherit sandbox;
+
+  # systemd-socket-proxyd connects to its backend once and does not retry,
+  # so a backend behind it must count as started only once its port
+  # answers. As ExecStartPost= it delays the unit's "active" state, and the
+  # proxy (After= the backend) waits for exactly that.
+  waitForPort =
+    port:
+    "${pkgs.bash}/bin/bash -c 'until (exec 3<>/dev/tcp/127.0.0.1/${toString port}) 2>/dev/null; do sleep 0.2; done'";
+
+  # The on-demand front of a backend service: systemd-socket-proxyd, started
+  # by a socket, exits after `idle` without traffic; the backend, marked
+  # StopWhenUnneeded=, then stops with it and frees its memory (GPU memory
+  # included). With `joinNamespace` the proxy runs in the backend's private
+  # network namespace, so the backend needs no network of its own at all.
+  proxyService =
+    {
+      description,
+      backend,
+      socket,
+      port,
+      idle,
+      joinNamespace ? false,
+    }:
+    {
+      inherit description;
+      requires = [
+        socket
+        backend
+      ];
+      after = [
+        socket
+        backend
+      ];
+      unitConfig = if joinNamespace then { JoinsNamespaceOf = backend; } else { };
+      serviceConfig =
+        sandbox
+        // {
+          Type = "notify";
+          ExecStart = "${systemd}/lib/systemd/systemd-socket-proxyd --exit-idle-time=${idle} 127.0.0.1:${toString port}";
+          DynamicUser = true;
+          PrivateDevices = true;
+          PrivateUsers = true;
+          ProcSubset = "pid";
+          MemoryDenyWriteExecute = true;
+          RestrictAddressFamilies = [
+            "AF_INET"
+            "AF_INET6"
+            "AF_UNIX"
+          ];
+          SystemCallFilter = [
+            "@system-service"
+            "~@privileged @resources"
+          ];
+        }
+        // (
+          if joinNamespace then
+            { PrivateNetwork = true; }
+          else
+            {
+              IPAddressDeny = "any";
+              IPAddressAllow = "localhost";
+            }
+        );
+    };
+
+  # The device nodes CUDA opens; nothing else from /dev.
+  nvidiaDevices = [
+    "/dev/nvidia0 rw"
+    "/dev/nvidiactl rw"
+    "/dev/nvidia-uvm rw"
+    "/dev/nvidia-uvm-tools rw"
+  ];
+}

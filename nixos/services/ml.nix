@@ -1,0 +1,183 @@
+# luminous.services.ml: llama.cpp (on demand) and ollama (NVIDIA).
+#
+# Both build on the distribution's modules (services.llama-cpp,
+# services.ollama), which already carry a good sandbox; what is added here
+# is what they lack: on-demand start and stop through a socket and
+# systemd-socket-proxyd, the private network namespace of llama.cpp, and
+# access to exactly the NVIDIA device nodes.
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+
+let
+  inherit (lib)
+    mkOption
+    mkEnableOption
+    mkIf
+    mkMerge
+    mkDefault
+    mkForce
+    types
+    literalExpression
+    ;
+  cfg = config.luminous.services.ml;
+  common = import ./common.nix {
+    inherit pkgs;
+    systemd = config.systemd.package;
+  };
+  llamaPort = config.services.llama-cpp.port;
+  # Where ollama listens when the proxy owns the public port.
+  ollamaBackendPort = 11435;
+in
+{
+  options.luminous.services.ml = {
+    gpuDevices = mkOption {
+      type = types.listOf types.str;
+      default = common.nvidiaDevices;
+      description = ''
+        DeviceAllow= entries for the GPU-using services (DevicePolicy=closed
+        admits nothing else). The default is the NVIDIA nodes CUDA opens;
+        an AMD host would list /dev/kfd and /dev/dri/renderD128 instead.
+      '';
+    };
+
+    llama-cpp = {
+      enable = mkEnableOption ''
+        llama.cpp's server on 127.0.0.1:8080, started on the first
+        connection and stopped when idle. Set `services.llama-cpp.model`
+        (and `extraFlags`) as for the distribution's module'';
+      listenAddress = mkOption {
+        type = types.str;
+        default = "127.0.0.1:8080";
+        description = "Address of the socket clients connect to (ListenStream=).";
+      };
+      idleTimeout = mkOption {
+        type = types.str;
+        default = "5min";
+        description = "Idle time after which the proxy exits and the model is unloaded (systemd time span).";
+      };
+    };
+
+    ollama = {
+      enable = mkEnableOption "ollama on 127.0.0.1:11434 with NVIDIA (CUDA) access";
+      package = mkOption {
+        type = types.package;
+        default = pkgs.ollama-cuda;
+        defaultText = literalExpression "pkgs.ollama-cuda";
+        description = ''
+          ollama build. The CUDA build is unfree: allow it with
+          `nixpkgs.config.allowUnfree` (or an allowUnfreePredicate).
+        '';
+      };
+      onDemand = mkOption {
+        type = types.bool;
+        default = false;
+        description = ''
+          Start ollama on the first connection to 127.0.0.1:11434 and stop it
+          when idle, instead of running it all the time. ollama itself then
+          listens on 127.0.0.1:${toString ollamaBackendPort}.
+        '';
+      };
+      idleTimeout = mkOption {
+        type = types.str;
+        default = "5min";
+        description = "Idle time after which on-demand ollama stops.";
+      };
+    };
+  };
+
+  config = mkMerge [
+    (mkIf cfg.llama-cpp.enable {
+      services.llama-cpp = {
+        enable = true;
+        # Inside its own network namespace (below): this address is not the
+        # host's, so it does not clash with the socket on the same port.
+        host = "127.0.0.1";
+      };
+
+      systemd.services.llama-cpp = {
+        # Started by the proxy only, never at boot.
+        wantedBy = mkForce [ ];
+        unitConfig.StopWhenUnneeded = true;
+        serviceConfig = {
+          # The model gets no network at all: the proxy joins this
+          # namespace and is the only way in.
+          PrivateNetwork = true;
+          IPAddressDeny = "any";
+          IPAddressAllow = "localhost";
+          ExecStartPost = common.waitForPort llamaPort;
+          # Loading a multi-GB model can take minutes.
+          TimeoutStartSec = "10min";
+          # --mlock of a large model needs the limit, not CAP_IPC_LOCK.
+          LimitMEMLOCK = "infinity";
+          DevicePolicy = "closed";
+          DeviceAllow = cfg.gpuDevices;
+          SupplementaryGroups = [ "video" ];
+        };
+      };
+
+      # Same names as units/ml: llama-cpp.socket hands its connections to
+      # the proxy (Service=), not to llama-cpp.service, which takes no fds.
+      systemd.sockets.llama-cpp = {
+        description = "llama.cpp server socket (starts the model on demand)";
+        wantedBy = [ "sockets.target" ];
+        listenStreams = [ cfg.llama-cpp.listenAddress ];
+        socketConfig = {
+          Service = "llama-cpp-proxy.service";
+          FreeBind = true;
+        };
+      };
+
+      systemd.services.llama-cpp-proxy = common.proxyService {
+        description = "llama.cpp on-demand proxy";
+        backend = "llama-cpp.service";
+        socket = "llama-cpp.socket";
+        port = llamaPort;
+        idle = cfg.llama-cpp.idleTimeout;
+        joinNamespace = true;
+      };
+    })
+
+    (mkIf cfg.ollama.enable (mkMerge [
+      {
+        services.ollama = {
+          enable = true;
+          package = mkDefault cfg.ollama.package;
+          host = mkDefault "127.0.0.1";
+        };
+        # The distribution's unit already closes /dev and admits the NVIDIA
+        # device classes; CUDA also wants the groups owning the nodes.
+        systemd.services.ollama.serviceConfig.SupplementaryGroups = [
+          "video"
+        ] ++ lib.optional (config.users.groups ? nvidia) "nvidia";
+      }
+
+      (mkIf cfg.ollama.onDemand {
+        services.ollama.port = ollamaBackendPort;
+        systemd.services.ollama = {
+          wantedBy = mkForce [ ];
+          unitConfig.StopWhenUnneeded = true;
+          # ollama keeps its network (it downloads models), so a port shift
+          # rather than a private namespace keeps the two listeners apart.
+          serviceConfig.ExecStartPost = common.waitForPort ollamaBackendPort;
+        };
+        systemd.sockets.ollama-proxy = {
+          description = "ollama API socket (starts ollama on demand)";
+          wantedBy = [ "sockets.target" ];
+          listenStreams = [ "127.0.0.1:11434" ];
+          socketConfig.FreeBind = true;
+        };
+        systemd.services.ollama-proxy = common.proxyService {
+          description = "ollama on-demand proxy";
+          backend = "ollama.service";
+          socket = "ollama-proxy.socket";
+          port = ollamaBackendPort;
+          idle = cfg.ollama.idleTimeout;
+        };
+      })
+    ]))
+  ];
+}
