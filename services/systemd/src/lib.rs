@@ -176,26 +176,45 @@ async fn unit_state(
     (id, state)
 }
 
-/// State of a unit as the manager sees it, without loading anything new.
+/// Whether a unit is loaded and what its ActiveState is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnitState {
     pub load_state: String,
     pub active_state: String,
 }
 
-/// `LoadUnit` + LoadState/ActiveState. A unit file that does not exist comes
-/// back as load_state "not-found" (not an error), so callers can tell
-/// "absent" from "installed but inactive".
-pub fn unit_state_of(unit: &str) -> Result<UnitState, RestartError> {
+impl UnitState {
+    /// Running or on its way there: the states in which a restart repairs
+    /// rather than starts something that was off.
+    pub fn is_running(&self) -> bool {
+        matches!(
+            self.active_state.as_str(),
+            "active" | "reloading" | "activating" | "refreshing"
+        )
+    }
+}
+
+/// `GetUnit` + LoadState/ActiveState. `None` when the manager has no such
+/// unit loaded (it is then certainly not running); unlike `LoadUnit` this
+/// never makes the manager load a unit file just because we asked.
+pub fn unit_state_of(unit: &str) -> Result<Option<UnitState>, RestartError> {
     zbus::block_on(async {
         let conn = zbus::Connection::system().await.map_err(bus)?;
         let manager = ManagerProxy::new(&conn).await.map_err(bus)?;
-        let path = manager.load_unit(unit.to_string()).await.map_err(bus)?;
+        let path = match manager.get_unit(unit.to_string()).await {
+            Ok(p) => p,
+            Err(zbus::Error::MethodError(name, _, _))
+                if name.as_str() == "org.freedesktop.systemd1.NoSuchUnit" =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(bus(e)),
+        };
         let proxy = UnitProxy::new(&conn, path).await.map_err(bus)?;
-        Ok(UnitState {
+        Ok(Some(UnitState {
             load_state: proxy.load_state().await.map_err(bus)?,
             active_state: proxy.active_state().await.map_err(bus)?,
-        })
+        }))
     })
 }
 

@@ -1,0 +1,205 @@
+//! `clean_nix_store`: runs `nix-collect-garbage -d` (the path comes from the
+//! config) and reports how much it freed.
+//!
+//! Privilege: root uid with no capabilities. The store, the profiles and the
+//! GC roots are root's own files, so uid 0 writes them without
+//! CAP_DAC_OVERRIDE or CAP_FOWNER; the unit makes /nix the only writable
+//! tree. What it cannot do without CAP_SYS_PTRACE is read /proc/<pid>/maps,
+//! environ, fd of other users' processes, so runtime roots held only by
+//! another user's process are not seen (docs/privileges.md says why that is
+//! the chosen trade-off).
+//!
+//! Environment, set explicitly (nothing is inherited):
+//! - `HOME=/var/empty`: nix aborts when HOME is missing or unreadable, and
+//!   the unit hides /root (ProtectHome=tmpfs).
+//! - `NIX_CONFIG=build-users-group =`: a collection builds nothing, and the
+//!   Debian package's default names a group that may not exist, which makes
+//!   nix warn on every run. (The space before `=` is required.)
+
+use healing_activation::worker::{run_worker, PathRule, Ruleset, WorkerSpec};
+use healing_auth::Peer;
+use healing_exec::ExecError;
+use healing_policy::{Action, ActionName, Config};
+use healing_protocol::{ActionReply, Caller};
+use std::process::ExitCode;
+use std::time::Duration;
+
+static SPEC: WorkerSpec = WorkerSpec {
+    action: ActionName::CleanNixStore,
+    capabilities: &[],
+    landlock: ruleset,
+};
+
+/// What `nix-collect-garbage -d` touches: the store and its state (read,
+/// write, and execute: on NixOS the program itself lives in the store), the
+/// program and the system libraries (Debian), nix.conf, the dynamic linker's
+/// cache and NSS files in /etc, /proc for runtime roots, /dev/null for stdin.
+fn ruleset(config: &Config) -> Ruleset {
+    Ruleset::new(vec![
+        PathRule::full("/nix"),
+        // Optional: a missing program should be a clear error per request
+        // ("cannot run ..."), not a service that fails to start.
+        PathRule::rx(config.nix_collect_garbage()).optional(),
+        PathRule::rx("/usr").optional(),
+        PathRule::ro("/etc"),
+        PathRule::ro("/proc"),
+        PathRule::rw("/dev/null"),
+    ])
+}
+
+const ENV: [(&str, &str); 4] = [
+    ("PATH", "/run/current-system/sw/bin:/usr/bin:/bin"),
+    ("HOME", "/var/empty"),
+    ("NIX_CONFIG", "build-users-group ="),
+    ("LANG", "C.UTF-8"),
+];
+
+/// nix's closing line, e.g. "3 store paths deleted, 0.12 MiB freed".
+#[derive(Debug, PartialEq)]
+struct Freed {
+    paths: u64,
+    amount: String,
+}
+
+/// Finds the last summary line. nix formats it as
+/// `"%d store paths deleted, %s freed"` with a size such as "0.12 MiB".
+fn parse_freed(output: &str) -> Option<Freed> {
+    output.lines().rev().find_map(|line| {
+        let line = line.trim();
+        let (count, rest) = line.split_once(" store path")?;
+        let paths = count.trim().parse::<u64>().ok()?;
+        let rest = rest
+            .strip_prefix("s deleted, ")
+            .or_else(|| rest.strip_prefix(" deleted, "))?;
+        let amount = rest.strip_suffix(" freed")?.trim();
+        let mut words = amount.split_whitespace();
+        let number = words.next()?;
+        let unit = words.next()?;
+        let ok = words.next().is_none()
+            && number.parse::<f64>().is_ok()
+            && ["B", "bytes", "KiB", "MiB", "GiB", "TiB"].contains(&unit);
+        ok.then(|| Freed {
+            paths,
+            amount: amount.to_string(),
+        })
+    })
+}
+
+fn collect(config: &Config) -> ActionReply {
+    let program = config.nix_collect_garbage();
+    // A second under the worker's limit, so the child is killed by us (and
+    // the caller learns that) before the worker gives up on the handler.
+    let secs = config.action_timeout_secs(ActionName::CleanNixStore);
+    let timeout = Duration::from_secs(secs.saturating_sub(1).max(1));
+    match healing_exec::run(&program, &["-d"], &ENV, timeout) {
+        Ok(f) if f.success() => match parse_freed(&f.output) {
+            Some(freed) => ActionReply::ok(format!(
+                "freed {} ({} store paths deleted)\n{}",
+                freed.amount, freed.paths, f.output
+            )),
+            None => ActionReply::failed(format!(
+                "{} -d succeeded but printed no \"N store paths deleted, X freed\" line:\n{}",
+                program.display(),
+                f.output
+            )),
+        },
+        Ok(f) => ActionReply::failed(format!(
+            "{} -d failed with {}:\n{}",
+            program.display(),
+            f.describe_status(),
+            f.output
+        )),
+        Err(ExecError::Timeout { after, output }) => ActionReply::failed(format!(
+            "{} -d did not finish within {} s and was killed:\n{output}",
+            program.display(),
+            after.as_secs()
+        )),
+        Err(e) => ActionReply::failed(e.to_string()),
+    }
+}
+
+fn handle(action: &Action, _: &Caller, _: &Peer, config: &Config) -> ActionReply {
+    if *action != Action::CleanNixStore {
+        return ActionReply::failed(format!(
+            "clean_nix_store cannot perform {:?}",
+            action.name()
+        ));
+    }
+    collect(config)
+}
+
+fn main() -> ExitCode {
+    run_worker(&SPEC, handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_line_is_found_and_checked() {
+        let out = "removing old generations of profile /nix/var/nix/profiles/default\n\
+                   deleting '/nix/store/abc-x'\n\
+                   deleting unused links...\n\
+                   note: currently hard linking saves 0.00 MiB\n\
+                   2 store paths deleted, 0.05 MiB freed\n";
+        assert_eq!(
+            parse_freed(out),
+            Some(Freed {
+                paths: 2,
+                amount: "0.05 MiB".into()
+            })
+        );
+        assert_eq!(
+            parse_freed("0 store paths deleted, 0.00 MiB freed")
+                .unwrap()
+                .paths,
+            0
+        );
+        assert_eq!(
+            parse_freed("1 store path deleted, 1.5 KiB freed")
+                .unwrap()
+                .amount,
+            "1.5 KiB"
+        );
+        for bad in [
+            "",
+            "store paths deleted, 1 MiB freed",
+            "x store paths deleted, 1 MiB freed",
+            "2 store paths deleted, lots freed",
+            "2 store paths deleted, 1 MiB",
+        ] {
+            assert_eq!(parse_freed(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn stand_in_program_output_is_reported_with_the_size_first() {
+        let dir = std::env::temp_dir().join(format!("lh-gc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let prog = dir.join("nix-collect-garbage");
+        std::fs::write(
+            &prog,
+            "#!/bin/sh\n[ \"$*\" = -d ] || exit 9\n[ \"$NIX_CONFIG\" = 'build-users-group =' ] || exit 8\necho '3 store paths deleted, 1.25 MiB freed'\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let c = Config::parse(&format!(
+            "[actions.clean_nix_store]\nnix_collect_garbage = {:?}",
+            prog.display().to_string()
+        ))
+        .unwrap();
+        let r = collect(&c);
+        assert!(r.success, "{r:?}");
+        assert!(r
+            .output
+            .unwrap()
+            .starts_with("freed 1.25 MiB (3 store paths deleted)\n"));
+        std::fs::write(&prog, "#!/bin/sh\necho broken >&2; exit 1\n").unwrap();
+        let r = collect(&c);
+        assert!(!r.success);
+        assert!(r.error.unwrap().contains("exit status 1:\nbroken"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
