@@ -23,7 +23,7 @@
 //!    `/etc/luminous-healing/config.toml`; a missing default means the
 //!    defaults, a missing explicit file is an error), `--dispatcher-uid UID`
 //!    (default: the uid of user `luminous-healing`, looked up now),
-//!    `--self-test-landlock PATH`.
+//!    `--self-test-landlock PATH`, `--describe`.
 //! 2. Loads the config and resolves the dispatcher's uid. Both read files
 //!    (the config, `/etc/passwd` or whatever NSS loads) that the landlock
 //!    ruleset does not allow, so they happen before it.
@@ -39,6 +39,11 @@
 //! 7. Sends READY, then serves until idle for `Config::idle_timeout_secs`,
 //!    sends STOPPING and exits 0. systemd starts it again on the next
 //!    connection.
+//!
+//! `--describe` prints the declaration instead (one JSON object: action,
+//! capabilities, landlock paths with their access, whether signals are
+//! allowed) and exits, touching nothing: `scripts/check-privileges` compares
+//! it with the units and `docs/privileges.md`.
 //!
 //! Any failure in 1-5 is one line on stderr (the journal) and exit status 1:
 //! an action never runs with a bad config, extra capabilities or without its
@@ -105,10 +110,11 @@ pub struct WorkerArgs {
     pub config: Option<PathBuf>,
     pub dispatcher_uid: Option<u32>,
     pub self_test_landlock: Option<PathBuf>,
+    pub describe: bool,
 }
 
 const USAGE: &str = "usage: luminous-healing-<action> [--listen PATH] [--config PATH] \
-[--dispatcher-uid UID] [--self-test-landlock PATH]
+[--dispatcher-uid UID] [--self-test-landlock PATH] [--describe]
 Normally started by its systemd socket unit; see docs/privileges.md.";
 
 /// Parses the arguments after the program name. `Err` is the message to print.
@@ -140,6 +146,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<WorkerArgs,
             "--self-test-landlock" => {
                 out.self_test_landlock = Some(PathBuf::from(value("--self-test-landlock")?))
             }
+            "--describe" if inline.is_none() => out.describe = true,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
@@ -182,6 +189,9 @@ where
         Err(e) => return fail(e),
     };
 
+    if args.describe {
+        return describe(spec, &args);
+    }
     let config = match &args.config {
         Some(p) => Config::load(p, true),
         None => Config::load(std::path::Path::new(DEFAULT_CONFIG_PATH), false),
@@ -256,6 +266,47 @@ where
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(format!("serving failed: {e}")),
+    }
+}
+
+/// The declaration as JSON, for the privileges checker.
+pub fn describe_json(spec: &WorkerSpec, config: &Config) -> serde_json::Value {
+    let rules = (spec.landlock)(config);
+    let caps: Vec<String> = spec.capabilities.iter().map(|c| c.to_string()).collect();
+    let paths: Vec<serde_json::Value> = rules
+        .paths
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "path": r.path.display().to_string(),
+                "access": r.access.as_str(),
+                "optional": r.optional,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "action": spec.action.as_str(),
+        "capabilities": caps,
+        "landlock": paths,
+        "landlock_signals": rules.allow_signals,
+        "timeout_secs": config.action_timeout_secs(spec.action),
+    })
+}
+
+fn describe(spec: &WorkerSpec, args: &WorkerArgs) -> ExitCode {
+    let config = match &args.config {
+        Some(p) => Config::load(p, true),
+        None => Config::load(std::path::Path::new(DEFAULT_CONFIG_PATH), false),
+    };
+    match config {
+        Ok(c) => {
+            println!("{}", describe_json(spec, &c));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("luminous-healing-{}: bad config: {e}", spec.action.as_str());
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -408,6 +459,22 @@ mod tests {
         assert!(args(&["--dispatcher-uid", "-1"]).is_err());
         assert!(args(&["--bogus"]).is_err());
         assert_eq!(args(&[]).unwrap(), WorkerArgs::default());
+        assert!(args(&["--describe"]).unwrap().describe);
+        assert!(args(&["--describe=1"]).is_err());
+    }
+
+    #[test]
+    fn describe_lists_the_declaration() {
+        static SPEC: WorkerSpec = WorkerSpec {
+            action: ActionName::KillProcess,
+            capabilities: &[Capability::CAP_KILL],
+            landlock: |_| Ruleset::new(vec![PathRule::rw("/proc/sys/vm/swappiness").optional()]),
+        };
+        let v = describe_json(&SPEC, &Config::default());
+        assert_eq!(v["capabilities"][0], "CAP_KILL");
+        assert_eq!(v["landlock"][0]["access"], "rw");
+        assert_eq!(v["landlock"][0]["optional"], true);
+        assert_eq!(v["timeout_secs"], 10);
     }
 
     #[test]
