@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# The on-demand chain of llama-cpp.socket -> llama-cpp-proxy.service
+# (systemd-socket-proxyd) -> llama-cpp.service, in a real systemd.
+#
+# STAND-IN BACKEND: no llama.cpp binary exists here. A drop-in replaces
+# llama-server with python3's http.server serving a marker file, started
+# two seconds late like a loading model; everything else (socket, proxy,
+# readiness wait, private network namespace, StopWhenUnneeded=, the
+# hardening) is the shipped units. The idle time is shortened to 3 s.
+LH_NEEDS_BUILD=0
+. "$(dirname "$0")/lib.sh"
+
+MARKER="stand-in llama-server $$"
+IDLE=3
+state() { sb systemctl is-active "$1" 2>/dev/null || true; }
+# The client: python3, as a browser or an OpenAI client would connect.
+request() {
+    sb python3 -c 'import sys, urllib.request
+print(urllib.request.urlopen("http://127.0.0.1:8080/", timeout=30).read().decode(), end="")'
+}
+all_stopped() {
+    [ "$(state llama-cpp-proxy.service)" = inactive ] && [ "$(state llama-cpp.service)" = inactive ]
+}
+
+boot
+sb env PREFIX=/opt/luminous-healing UNITDIR=/etc/systemd/system \
+    /src/scripts/install-host-units.sh /src >/dev/null 2>&1 || die "install-host-units.sh failed"
+sb mkdir -p /srv/standin /etc/systemd/system/llama-cpp.service.d /etc/systemd/system/llama-cpp-proxy.service.d
+echo "$MARKER" | sb sh -c 'cat > /srv/standin/index.html'
+# The sleep makes the readiness wait matter: without ExecStartPost='s loop
+# the proxy would connect to a closed port and the first request would fail.
+sb sh -c 'cat > /etc/systemd/system/llama-cpp.service.d/standin.conf' <<'UNIT'
+[Service]
+ExecStart=
+ExecStart=/usr/bin/bash -c 'sleep 2; exec /usr/bin/python3 -m http.server --bind 127.0.0.1 --directory /srv/standin 8080'
+UNIT
+sb sh -c 'cat > /etc/systemd/system/llama-cpp-proxy.service.d/idle.conf' <<UNIT
+[Service]
+ExecStart=
+ExecStart=/usr/lib/systemd/systemd-socket-proxyd --exit-idle-time=${IDLE}s 127.0.0.1:8080
+UNIT
+sb systemctl daemon-reload
+sb systemctl start llama-cpp.socket
+
+t_only_socket_before() {
+    assert_eq "$(state llama-cpp.socket)" active llama-cpp.socket
+    assert_eq "$(state llama-cpp-proxy.service)" inactive llama-cpp-proxy.service
+    assert_eq "$(state llama-cpp.service)" inactive llama-cpp.service
+    assert_contains "$(sb systemctl list-sockets --no-legend --no-pager)" "127.0.0.1:8080" list-sockets
+}
+
+t_connection_starts_chain() {
+    local reply
+    reply=$(request) || fail "no reply through the socket"
+    assert_contains "$reply" "$MARKER" "reply"
+    assert_eq "$(state llama-cpp-proxy.service)" active llama-cpp-proxy.service
+    assert_eq "$(state llama-cpp.service)" active llama-cpp.service
+}
+
+t_backend_isolated() {
+    # The backend listens on 8080 inside its own network namespace (the
+    # socket holds 8080 outside): only the proxy, which joined it, reaches it.
+    local pid ns_backend ns_host
+    pid=$(sb systemctl show -P MainPID llama-cpp.service)
+    ns_backend=$(sb readlink "/proc/$pid/ns/net")
+    ns_host=$(sb readlink /proc/1/ns/net)
+    [ "$ns_backend" != "$ns_host" ] || fail "backend shares the host's network namespace"
+    pid=$(sb systemctl show -P MainPID llama-cpp-proxy.service)
+    assert_eq "$(sb readlink "/proc/$pid/ns/net")" "$ns_backend" "proxy's network namespace"
+    # and it runs as a dynamic user, not root
+    [ "$(sb stat -c %u "/proc/$(sb systemctl show -P MainPID llama-cpp.service)")" != 0 ] || fail "backend runs as root"
+}
+
+t_idle_stops_everything() {
+    local t0=$SECONDS
+    wait_for $((IDLE + 15)) all_stopped || fail "still running after $((IDLE + 15)) s idle: proxy=$(state llama-cpp-proxy.service) backend=$(state llama-cpp.service)"
+    # not before the idle time: the proxy must not exit at once
+    [ $((SECONDS - t0)) -ge $((IDLE - 1)) ] || fail "stopped after $((SECONDS - t0)) s, before the ${IDLE}s idle time"
+    assert_eq "$(state llama-cpp.socket)" active "llama-cpp.socket after idle"
+    # stopped cleanly, not failed: Restart=always must not bring it back
+    assert_eq "$(sb systemctl show -P Result llama-cpp.service)" success "backend Result"
+    sleep 1
+    assert_eq "$(state llama-cpp.service)" inactive "backend a second later"
+}
+
+t_restarts_on_demand() {
+    assert_contains "$(request)" "$MARKER" "reply after an idle stop"
+    assert_eq "$(state llama-cpp.service)" active llama-cpp.service
+}
+
+run_case only_socket_active_before_any_connection t_only_socket_before
+run_case connection_starts_proxy_and_backend t_connection_starts_chain
+run_case backend_in_private_netns_with_proxy t_backend_isolated
+run_case idle_stops_proxy_and_backend t_idle_stops_everything
+run_case next_connection_starts_it_again t_restarts_on_demand
+finish
