@@ -27,8 +27,7 @@ let
   settingsFormat = pkgs.formats.toml { };
 
   defaultSocketPath = "/run/luminous-healing.sock";
-  # Where the package's dispatcher unit loads the credential from; used
-  # below only to recognise the "file already where the unit looks" case.
+  # Where the package's dispatcher unit loads the credential from.
   defaultSecretPath = "/etc/luminous-healing/secret";
 
   # A string, not a Nix path: a path literal would be copied into the
@@ -155,6 +154,10 @@ let
       null;
 
   enabledActions = builtins.filter (a: cfg.actions.${a}.enable) actionNames;
+
+  # The earlier module let the dispatcher's user be renamed; the action
+  # services only know its uid when told, so a renamed user needs a fixed uid.
+  customUser = cfg.user != "luminous-healing";
 in
 {
   options.services.luminous-healing = {
@@ -298,6 +301,14 @@ in
           has no built-in default key.
         '';
       }
+      {
+        assertion = !customUser || config.users.users.${cfg.user}.uid != null;
+        message = ''
+          services.luminous-healing.user = "${cfg.user}": the action services accept
+          requests only from the dispatcher's uid, and for a user other than
+          luminous-healing they must be given it. Set users.users.${cfg.user}.uid.
+        '';
+      }
     ];
 
     warnings =
@@ -352,7 +363,10 @@ in
       // lib.genAttrs (map (a: "luminous-healing-${a}") enabledActions) (_: {
         wantedBy = [ "sockets.target" ];
         # Action sockets are 0600: only the dispatcher's user may connect.
-        socketConfig.SocketUser = cfg.user;
+        socketConfig = {
+          SocketUser = cfg.user;
+          SocketGroup = cfg.group;
+        };
       });
 
     systemd.services =
@@ -367,14 +381,28 @@ in
             # and a second `secret` entry would be a duplicate credential.
             LoadCredential = [
               ""
-              "secret:${secretSource}"
+              # (The fallback only keeps evaluation going until the
+              # assertion above reports the missing secret.)
+              "secret:${if secretSource == null then defaultSecretPath else secretSource}"
             ];
           };
         };
       }
-      // lib.genAttrs (map (a: "luminous-healing-${a}") actionNames) (_: {
-        # They read config.toml too (per-action limits and policy).
-        restartTriggers = [ configFile ];
-      });
+      // lib.mapAttrs' (a: value: lib.nameValuePair "luminous-healing-${a}" value) (lib.genAttrs actionNames (
+        a:
+        {
+          # They read config.toml too (per-action limits and policy).
+          restartTriggers = [ configFile ];
+        }
+        // lib.optionalAttrs customUser {
+          # The action binaries serve the uid of the user named
+          # luminous-healing unless told otherwise; the package's ExecStart=
+          # is replaced (reset first) only in this case.
+          serviceConfig.ExecStart = [
+            ""
+            "${cfg.package}/libexec/luminous-healing/luminous-healing-${a} --dispatcher-uid ${toString config.users.users.${cfg.user}.uid}"
+          ];
+        }
+      ));
   };
 }

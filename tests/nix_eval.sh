@@ -1,0 +1,316 @@
+#!/usr/bin/env bash
+# Evaluates, with Nix's builtins only, the parts of nixos/ that need no
+# nixpkgs, and asserts their values:
+#   - nixos/actions.nix: the action list every part is generated from;
+#   - nixos/lib/config.nix: the config.toml the module generates, checked
+#     key by key and then loaded by the real dispatcher (--check-config);
+#   - the option declarations of every module (names, types, defaults),
+#     through nixos/tests/eval/stub-lib.nix (shape only: see that file);
+#   - nixos/package.nix's install script, run against a fake build output
+#     and the real units/ and docs/: layout, substitution, no leftovers;
+#   - the VM test's Python (nixos/tests/vm.nix) compiles.
+# What is NOT evaluated here (nixpkgs cannot be fetched on this machine):
+# the module system merge of the modules' config sections, the build, and
+# the VM test; those are the flake's checks (`nix flake check`).
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT" || exit 1
+
+for tool in nix-instantiate python3; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        case $tool in
+            nix-instantiate) pkg=nix-bin ;;
+            python3) pkg=python3 ;;
+        esac
+        echo "nix_eval: $tool not found: apt-get install -y --no-install-recommends $pkg" >&2
+        exit 1
+    fi
+done
+
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+
+passed=0
+failed=0
+ok() { echo "ok   $1"; passed=$((passed + 1)); }
+fail() {
+    echo "FAIL $1"
+    [ -n "${2:-}" ] && printf '%s\n' "$2" | sed 's/^/     /'
+    failed=$((failed + 1))
+}
+
+# nixeval NAME EXPR-FILE-OR--E...: strict JSON evaluation into $TMP/NAME.json
+nixeval() {
+    local name=$1
+    shift
+    local err
+    if err=$(nix-instantiate --eval --strict --json "$@" 2>&1 >"$TMP/$name.json"); then
+        return 0
+    fi
+    fail "evaluate $name" "$err"
+    return 1
+}
+
+# check NAME JSON-FILE PYTHON: runs PYTHON with `d` bound to the JSON value;
+# the snippet asserts, and an AssertionError's message is the failure text.
+check() {
+    local name=$1 file=$2 code=$3 out
+    if out=$(python3 - "$file" 2>&1 <<EOF
+import json, sys
+d = json.load(open(sys.argv[1]))
+$code
+EOF
+    ); then
+        ok "$name"
+    else
+        fail "$name" "$out"
+    fi
+}
+
+# --- actions.nix ------------------------------------------------------------
+if nixeval actions nixos/actions.nix; then
+    check "actions.nix lists the eight actions by wire name" "$TMP/actions.json" '
+assert d == ["restart_service", "set_cpu_governor", "clear_system_cache",
+             "adjust_swappiness", "kill_process", "restart_network",
+             "clean_nix_store", "rollback_generation"], d'
+fi
+
+# --- lib/config.nix: the generated config.toml -------------------------------
+# What the module passes with every option at its default.
+DEFAULT_ACTIONS='builtins.listToAttrs (map (n: { name = n; value = { enable = true; rateLimit = null; timeoutSecs = null; }
+  // (if n == "restart_service" then { allowedUnits = null; } else { })
+  // (if n == "rollback_generation" then { nixosRebuild = null; } else { })
+  // (if n == "clean_nix_store" then { nixCollectGarbage = null; } else { }); }) (import ./nixos/actions.nix))'
+
+if nixeval config-default -E "import ./nixos/lib/config.nix {
+      group = \"luminous-healing\"; allowedUsers = [ ]; protocols = [ \"v1\" \"v2\" ];
+      idleTimeout = 60; actions = $DEFAULT_ACTIONS; }"; then
+    check "config.toml with defaults: documented top-level keys and values" "$TMP/config-default.json" '
+assert d["allowed_groups"] == ["luminous-healing"], d
+assert d["allowed_users"] == [], d
+assert d["protocols"] == ["v1", "v2"], d
+assert d["idle_timeout_secs"] == 60, d
+assert set(d) == {"allowed_groups", "allowed_users", "protocols", "idle_timeout_secs", "actions"}, sorted(d)'
+    check "config.toml with defaults: one table per action, enabled only (binary defaults apply)" "$TMP/config-default.json" '
+acts = d["actions"]
+assert len(acts) == 8, sorted(acts)
+for name, t in acts.items():
+    assert t == {"enabled": True}, (name, t)'
+fi
+
+if nixeval config-custom -E "import ./nixos/lib/config.nix {
+      group = \"ops\"; allowedUsers = [ \"alice\" \"bob\" ]; protocols = [ \"v2\" ];
+      idleTimeout = 15;
+      actions = ($DEFAULT_ACTIONS) // {
+        restart_service = { enable = true; rateLimit = { max = 3; windowSecs = 600; }; timeoutSecs = 20;
+                            allowedUnits = [ \"nginx.service\" \"ollama.service\" ]; };
+        rollback_generation = { enable = false; rateLimit = null; timeoutSecs = null; nixosRebuild = \"/opt/nr\"; };
+        clean_nix_store = { enable = true; rateLimit = null; timeoutSecs = 900; nixCollectGarbage = \"/opt/ncg\"; };
+        kill_process = { enable = true; rateLimit = null; timeoutSecs = null; allowedUnits = [ \"stray.service\" ]; };
+      }; }"; then
+    check "config.toml with options set: values land under the schema's keys" "$TMP/config-custom.json" '
+assert d["allowed_groups"] == ["ops"] and d["allowed_users"] == ["alice", "bob"], d
+assert d["protocols"] == ["v2"] and d["idle_timeout_secs"] == 15, d
+a = d["actions"]
+assert a["restart_service"] == {"enabled": True, "rate_limit": {"max": 3, "window_secs": 600},
+                                "timeout_secs": 20, "allowed_units": ["nginx.service", "ollama.service"]}, a["restart_service"]
+assert a["rollback_generation"] == {"enabled": False, "nixos_rebuild": "/opt/nr"}, a["rollback_generation"]
+assert a["clean_nix_store"] == {"enabled": True, "timeout_secs": 900, "nix_collect_garbage": "/opt/ncg"}, a["clean_nix_store"]'
+    check "config.toml: an action-specific key never leaks onto another action" "$TMP/config-custom.json" '
+assert d["actions"]["kill_process"] == {"enabled": True}, d["actions"]["kill_process"]'
+fi
+
+# The same generator, fed to the dispatcher's own parser. Group and user are
+# ones that exist on any machine (the dispatcher resolves them at start).
+# pkgs.formats.toml (remarshal) is not available here: tests/nix_eval.sh
+# writes the TOML with a small emitter for this data shape instead.
+toml_from_json() {
+    python3 - "$1" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+def val(v):
+    if isinstance(v, bool): return "true" if v else "false"
+    if isinstance(v, int): return str(v)
+    if isinstance(v, str): return json.dumps(v)
+    if isinstance(v, list): return "[" + ", ".join(val(x) for x in v) + "]"
+    if isinstance(v, dict): return "{ " + ", ".join(f"{k} = {val(x)}" for k, x in v.items()) + " }"
+    raise TypeError(v)
+def table(prefix, t):
+    scalars = {k: v for k, v in t.items() if not isinstance(v, dict) or k == "rate_limit"}
+    tables = {k: v for k, v in t.items() if isinstance(v, dict) and k != "rate_limit"}
+    if prefix and scalars:
+        print(f"[{prefix}]")
+    for k, v in scalars.items():
+        print(f"{k} = {val(v)}")
+    for k, v in tables.items():
+        table(f"{prefix}.{k}" if prefix else k, v)
+table("", d)
+EOF
+}
+
+dispatcher_bin() {
+    for b in target/release/luminous-healing target/debug/luminous-healing; do
+        [ -x "$b" ] && { echo "$b"; return 0; }
+    done
+    command -v cargo >/dev/null 2>&1 || return 1
+    cargo build -q -p luminous-healing >&2 || return 1
+    echo target/debug/luminous-healing
+}
+
+if nixeval config-check -E "import ./nixos/lib/config.nix {
+      group = \"root\"; allowedUsers = [ \"root\" ]; protocols = [ \"v1\" \"v2\" ]; idleTimeout = 30;
+      actions = ($DEFAULT_ACTIONS) // {
+        restart_service = { enable = true; rateLimit = { max = 3; windowSecs = 600; }; timeoutSecs = 20;
+                            allowedUnits = [ \"nginx.service\" ]; };
+        rollback_generation = { enable = false; rateLimit = null; timeoutSecs = null;
+                                nixosRebuild = \"/run/current-system/sw/bin/nixos-rebuild\"; };
+        clean_nix_store = { enable = true; rateLimit = null; timeoutSecs = 900;
+                            nixCollectGarbage = \"/run/current-system/sw/bin/nix-collect-garbage\"; };
+      }; }"; then
+    toml_from_json "$TMP/config-check.json" >"$TMP/config.toml"
+    if ! bin=$(dispatcher_bin); then
+        fail "generated config.toml accepted by luminous-healing --check-config" \
+            "no dispatcher binary and no cargo to build one: run 'cargo build -p luminous-healing'"
+    elif out=$(LUMINOUS_HEALING_SECRET=nix-eval-test "$bin" --check-config --config "$TMP/config.toml" 2>&1); then
+        ok "generated config.toml accepted by luminous-healing --check-config"
+    else
+        fail "generated config.toml accepted by luminous-healing --check-config" "$out
+$(cat "$TMP/config.toml")"
+    fi
+fi
+
+# --- option declarations -------------------------------------------------------
+if nixeval options nixos/tests/eval/options.nix; then
+    check "services.luminous-healing keeps the earlier module's options and defaults" "$TMP/options.json" '
+h = d["healing"]
+assert h["enable"] == {"type": "bool", "default": False}, h["enable"]
+assert h["socketPath"]["default"] == "/run/luminous-healing.sock", h["socketPath"]
+assert h["user"] == {"type": "str", "default": "luminous-healing"}, h["user"]
+assert h["group"] == {"type": "str", "default": "luminous-healing"}, h["group"]
+assert h["allowedUsers"] == {"type": "listOf", "default": []}, h["allowedUsers"]
+assert h["secretKey"]["type"] == "nullOr", h["secretKey"]'
+    check "services.luminous-healing declares the new options" "$TMP/options.json" '
+h = d["healing"]
+for name in ["secretKeyFile", "package", "actions", "idleTimeout", "protocols", "settings"]:
+    assert name in h, name
+assert h["idleTimeout"]["default"] == 60 and h["protocols"]["default"] == ["v1", "v2"], h
+assert h["protocols"]["type"] == "nonEmptyListOf", h["protocols"]'
+    check "every action has enable/rateLimit/timeoutSecs, and its own policy keys only" "$TMP/options.json" '
+a = d["healingActions"]
+assert len(a) == 8, sorted(a)
+extra = {"restart_service": ["allowedUnits"], "rollback_generation": ["nixosRebuild"],
+         "clean_nix_store": ["nixCollectGarbage"]}
+for name, opts in a.items():
+    assert sorted(opts) == sorted(["enable", "rateLimit", "timeoutSecs"] + extra.get(name, [])), (name, opts)'
+    check "luminous.services.<group>.<name>.enable for every host service, off by default" "$TMP/options.json" '
+s = d["services"]
+expected = {"ml": ["llama-cpp", "ollama"], "development": ["jupyter"], "security": ["clamav", "sshd"],
+            "system": ["credstore"], "hardware": ["cudaCache", "gpuMonitor"],
+            "virtualization": ["dockerPrePull", "vmShared"], "monitoring": ["prometheus", "grafana"]}
+assert sorted(s) == sorted(expected), sorted(s)
+for group, names in expected.items():
+    for n in names:
+        assert s[group][n]["enable"] == {"type": "bool", "default": False}, (group, n, s[group][n])'
+    check "host service defaults reproduce the current host" "$TMP/options.json" '
+s = d["services"]
+assert s["ml"]["llama-cpp"]["listenAddress"]["default"] == "127.0.0.1:8080"
+scan = s["security"]["clamav"]["scan"]
+assert scan["paths"]["default"] == ["/home"]
+assert scan["excludeDirs"]["default"] == ["/sys", "/proc", "/dev", "/run", "/nix/store"]
+assert (scan["maxFileSize"]["default"], scan["maxScanSize"]["default"]) == ("100M", "300M")
+assert scan["logFile"]["default"] == "/var/log/clamav/scan.log"
+assert (scan["onCalendar"]["default"], scan["randomizedDelay"]["default"]) == ("weekly", "2h")
+assert s["virtualization"]["dockerPrePull"]["images"]["default"] == [
+    "nvcr.io/nvidia/pytorch:25.09-py3", "ghcr.io/huggingface/text-generation-inference:latest"]
+assert s["development"]["jupyter"]["tokenFile"]["default"] == "/etc/credstore/jupyter-token"
+assert s["monitoring"]["listenAddress"]["default"] == "127.0.0.1"'
+fi
+
+# --- package.nix install script -----------------------------------------------
+if nixeval package nixos/tests/eval/package.nix; then
+    check "package version and lock come from the workspace" "$TMP/package.json" "
+import re
+toml = open('Cargo.toml').read()
+m = re.search(r'^version = \"([^\"]+)\"', toml, re.M)
+assert m and d['version'] == m.group(1), (d['version'], m and m.group(1))
+assert d['lockFile'] == '$ROOT/Cargo.lock', d['lockFile']
+assert d['pname'] == 'luminous-healing' and d['mainProgram'] == 'healctl', d"
+
+    python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["postInstall"])' "$TMP/package.json" >"$TMP/postInstall.sh"
+    out="$TMP/out"
+    mkdir -p "$out/bin"
+    # What cargo's install step leaves in $out/bin: every workspace binary.
+    for b in luminous-healing healctl $(python3 -c 'import json,sys; print(" ".join("luminous-healing-" + a for a in json.load(open(sys.argv[1]))))' "$TMP/actions.json"); do
+        printf '#!/bin/sh\n' >"$out/bin/$b"
+        chmod +x "$out/bin/$b"
+    done
+    # nixpkgs' installManPage, reduced to what the script needs.
+    if log=$(out="$out" bash -euo pipefail -c '
+        installManPage() { for p in "$@"; do s=${p##*.}; install -Dm444 "$p" "$out/share/man/man$s/$(basename "$p")"; done; }
+        source "$1"' _ "$TMP/postInstall.sh" 2>&1); then
+        ok "package install script runs against units/ and docs/"
+        missing=""
+        for unit in luminous-healing.socket luminous-healing.service; do
+            [ -f "$out/lib/systemd/system/$unit" ] || missing="$missing $unit"
+        done
+        for a in $(python3 -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))))' "$TMP/actions.json"); do
+            [ -x "$out/libexec/luminous-healing/luminous-healing-$a" ] || missing="$missing libexec/luminous-healing-$a"
+            [ -e "$out/bin/luminous-healing-$a" ] && missing="$missing (bin/luminous-healing-$a not moved)"
+        done
+        [ -x "$out/bin/luminous-healing" ] && [ -x "$out/bin/healctl" ] || missing="$missing bin/luminous-healing|healctl"
+        [ -z "$missing" ] && ok "package layout: bin/, libexec/luminous-healing/, lib/systemd/system/" \
+            || fail "package layout: bin/, libexec/luminous-healing/, lib/systemd/system/" "missing:$missing"
+
+        # Not the catalog: @FIELD@ is its own substitution syntax.
+        leftovers=$(grep -rln '@[A-Z][A-Z_]*@' "$out/lib/systemd/system" "$out/share/luminous-healing" 2>/dev/null)
+        [ -z "$leftovers" ] && ok "no unsubstituted placeholder in installed units" \
+            || fail "no unsubstituted placeholder in installed units" "$leftovers"
+
+        bad=""
+        for u in "$out"/lib/systemd/system/*; do
+            while IFS= read -r line; do
+                path=${line#*=}
+                path=${path%% *}
+                path=${path#[-@:+!]}
+                case "$path" in
+                    "$out"/*) [ -e "$path" ] || bad="$bad $(basename "$u"):$path" ;;
+                    *) bad="$bad $(basename "$u"):$path(outside the package)" ;;
+                esac
+            done < <(grep -E '^ExecStart=' "$u")
+        done
+        [ -z "$bad" ] && ok "every ExecStart= of the installed units points into the package" \
+            || fail "every ExecStart= of the installed units points into the package" "$bad"
+
+        if [ -f units/sysusers.d/luminous-healing.conf ]; then
+            [ -f "$out/lib/sysusers.d/luminous-healing.conf" ] && ok "sysusers.d installed" \
+                || fail "sysusers.d installed"
+        fi
+        if [ -f units/catalog/luminous-healing.catalog ]; then
+            [ -f "$out/lib/systemd/catalog/luminous-healing.catalog" ] && ok "journal catalog installed" \
+                || fail "journal catalog installed"
+        fi
+        hostunits=$(find units -mindepth 2 -type f -not -path 'units/healing/*' -not -path 'units/sysusers.d/*' -not -path 'units/catalog/*' | wc -l)
+        shipped=$(find "$out/share/luminous-healing/units" -type f 2>/dev/null | wc -l)
+        [ "$hostunits" -eq "$shipped" ] && ok "host units shipped under share/ ($shipped), none in lib/systemd/system" \
+            || fail "host units shipped under share/" "units/: $hostunits, installed: $shipped"
+    else
+        fail "package install script runs against units/ and docs/" "$log"
+    fi
+fi
+
+# --- the VM test's Python ------------------------------------------------------
+if nixeval vm-script -E '(import ./nixos/tests/vm.nix { self = null; }).testScript'; then
+    python3 -c 'import json,sys; open(sys.argv[2], "w").write(json.load(open(sys.argv[1])))' \
+        "$TMP/vm-script.json" "$TMP/vm_test_script.py"
+    if err=$(python3 -m py_compile "$TMP/vm_test_script.py" 2>&1); then
+        ok "VM test script is valid Python"
+    else
+        fail "VM test script is valid Python" "$err"
+    fi
+    grep -q '"rollback_generation"' "$TMP/vm_test_script.py" && ok "VM test checks the socket of every action" \
+        || fail "VM test checks the socket of every action"
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
