@@ -377,8 +377,9 @@ in
           serviceConfig = {
             User = cfg.user;
             Group = cfg.group;
-            # Reset first: the package unit names /etc/luminous-healing/secret,
-            # and a second `secret` entry would be a duplicate credential.
+            # Reset first: the package unit names /etc/luminous-healing/secret.
+            # Without the reset there would be two `secret` entries, and which
+            # one wins would be up to the systemd version (252 takes the later).
             LoadCredential = [
               ""
               # (The fallback only keeps evaluation going until the

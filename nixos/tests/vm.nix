@@ -81,9 +81,11 @@
         for action in ACTIONS:
             mode = machine.succeed(f"stat -c '%a %U' /run/luminous-healing/actions/{action}.sock").split()
             assert mode == ["600", "luminous-healing"], (action, mode)
-        # Exactly one credential: the drop-in replaced the package's entry.
-        creds = machine.succeed("systemctl show -p LoadCredential --value luminous-healing.service")
-        assert creds.strip() == "secret:/etc/luminous-healing/secret", creds
+        # The drop-in resets the package's credential before naming its own
+        # (`systemctl show` may print LoadCredential= as [unprintable]).
+        unit = machine.succeed("systemctl cat luminous-healing.service")
+        creds = [l for l in unit.splitlines() if l.startswith("LoadCredential=")]
+        assert creds[-2:] == ["LoadCredential=", "LoadCredential=secret:/etc/luminous-healing/secret"], creds
         machine.succeed("grep -F healing-target.service /etc/luminous-healing/config.toml")
         # The executor needs no sudo, and the module must not add any.
         machine.fail("grep -rq luminous-healing /etc/sudoers")
@@ -116,23 +118,28 @@
         entries = audit(f"HEALING_REQUEST_ID={response['request_id']} HEALING_ACTION=restart_service")
         assert any(e.get("HEALING_OUTCOME") == "success" for e in entries), entries
 
+    # healctl's exit status: 3 refused (authentication, policy,
+    # parameters), 5 could not talk to the service.
     with subtest("a unit outside the allow-list is denied, and audited"):
-        machine.fail(as_user("alice", f"healctl {SECRET} restart-service sshd.service"))
+        status, out = machine.execute(as_user("alice", f"healctl {SECRET} restart-service sshd.service 2>&1"))
+        assert status == 3 and "Unit sshd.service not allowed" in out, (status, out)
         entries = audit("HEALING_ACTION=restart_service HEALING_OUTCOME=denied")
         assert any("sshd.service" in e.get("HEALING_PARAMETERS", "") for e in entries), entries
 
     with subtest("a wrong secret is refused as an invalid signature"):
         machine.succeed("echo not-the-secret > /tmp/wrong && chmod 0644 /tmp/wrong")
-        out = machine.fail(as_user("alice", "healctl --secret-file /tmp/wrong status 2>&1"))
-        assert "Invalid signature" in out, out
+        status, out = machine.execute(as_user("alice", "healctl --secret-file /tmp/wrong status 2>&1"))
+        assert status == 3 and "Invalid signature" in out, (status, out)
         entries = audit("HEALING_ACTION=status HEALING_OUTCOME=denied")
         assert any("signature" in e.get("HEALING_REASON", "").lower() for e in entries), entries
 
     with subtest("a user outside the group is refused"):
         machine.fail(as_user("mallory", "cat /etc/luminous-healing/secret"))
-        # Even holding the secret, mallory cannot reach the dispatcher.
+        # Even holding the secret, mallory cannot reach the dispatcher: the
+        # socket is 0660 root:luminous-healing.
         machine.succeed("install -m 0644 /etc/luminous-healing/secret /tmp/leaked")
-        machine.fail(as_user("mallory", "healctl --secret-file /tmp/leaked status"))
+        status, out = machine.execute(as_user("mallory", "healctl --secret-file /tmp/leaked status 2>&1"))
+        assert status == 5 and "Permission denied" in out, (status, out)
         machine.succeed("rm /tmp/leaked")
 
     with subtest("the dispatcher exits when idle and comes back on demand"):
