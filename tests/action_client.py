@@ -8,7 +8,8 @@ dispatcher's user with setpriv.
   action_client.py ACTION [key=value ...] [--socket P] [--caller-uid N]
                    [--caller-pid N] [--raw TEXT] [--hold SECONDS]
 
-Values that look like integers are sent as integers. Prints the reply line,
+Values that look like integers are sent as integers; the value @self is
+this client's own pid (the "dispatcher" as the action sees it). Prints the reply line,
 or {"client_error": ...} when none came."""
 import argparse, json, os, socket, sys, time, uuid
 
@@ -27,7 +28,7 @@ def main():
     params = {}
     for p in a.params:
         k, _, v = p.partition("=")
-        params[k] = int(v) if v.lstrip("-").isdigit() else v
+        params[k] = os.getpid() if v == "@self" else int(v) if v.lstrip("-").isdigit() else v
     req = {
         "id": str(uuid.uuid4()),
         "action": a.action,
