@@ -95,7 +95,7 @@ in
         enable = true;
         # Inside its own network namespace (below): this address is not the
         # host's, so it does not clash with the socket on the same port.
-        host = "127.0.0.1";
+        host = mkDefault "127.0.0.1";
       };
 
       systemd.services.llama-cpp = {
