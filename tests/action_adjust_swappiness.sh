@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# adjust_swappiness through the dispatcher changes the kernel's value for
+# real (vm.swappiness is global: the host sees it too), refuses values
+# outside 0-100 without touching it, and the test puts the original back.
+export SDSANDBOX_API_VFS_WRITABLE=1
+source "$(dirname "$0")/lib.sh"
+ORIGINAL=$(cat /proc/sys/vm/swappiness)
+# Restored from the host side whatever happens to the container.
+restore_swappiness() { echo "$ORIGINAL" > /proc/sys/vm/swappiness; }
+TEARDOWN_HOOK=restore_swappiness
+boot
+install_project
+set_config '[actions.adjust_swappiness]
+rate_limit = { max = 1000, window_secs = 300 }
+[caller_rate_limit]
+max = 1000
+window_secs = 300'
+
+kernel() { cat /proc/sys/vm/swappiness; }
+
+t_value_changes_in_the_kernel() {
+    local want=$(( ORIGINAL == 37 ? 38 : 37 )) r
+    r=$(request adjust_swappiness value=$want)
+    assert_eq "$(jfield success <<<"$r")" true "$r"
+    assert_eq "$(jfield output <<<"$r")" "vm.swappiness $ORIGINAL -> $want"
+    assert_eq "$(kernel)" "$want" "host kernel value"
+    assert_eq "$(sb cat /proc/sys/vm/swappiness)" "$want" "container view"
+}
+
+t_bounds_0_and_100_accepted() {
+    local r
+    r=$(request adjust_swappiness value=0)
+    assert_eq "$(jfield success <<<"$r")" true "$r"; assert_eq "$(kernel)" 0
+    r=$(request adjust_swappiness value=100)
+    assert_eq "$(jfield success <<<"$r")" true "$r"; assert_eq "$(kernel)" 100
+}
+
+t_out_of_range_refused_and_unchanged() {
+    local before r
+    before=$(kernel)
+    for v in 101 -1 1000 abc 2.5 ""; do
+        r=$(request adjust_swappiness value="$v")
+        assert_eq "$(jfield success <<<"$r")" false "value [$v]: $r"
+        assert_eq "$(kernel)" "$before" "after value [$v]"
+    done
+    r=$(request adjust_swappiness value=101)
+    assert_contains "$(jfield error <<<"$r")" "swappiness 101 is outside 0-100"
+    r=$(request adjust_swappiness)
+    assert_contains "$(jfield error <<<"$r")" '"value" is missing'
+}
+
+t_restored_through_the_action() {
+    local r
+    r=$(request adjust_swappiness value="$ORIGINAL")
+    assert_eq "$(jfield success <<<"$r")" true "$r"
+    assert_eq "$(kernel)" "$ORIGINAL"
+}
+
+t_non_root_cannot_whatever_its_capabilities() {
+    # the experiment behind "root uid, no capabilities" (docs/privileges.md)
+    local out
+    out=$(sb systemd-run --quiet --wait --pipe --collect -p DynamicUser=yes \
+        -p AmbientCapabilities="CAP_SYS_ADMIN CAP_DAC_OVERRIDE CAP_SYS_RESOURCE CAP_FOWNER" \
+        sh -c 'cat /proc/sys/vm/swappiness > /proc/sys/vm/swappiness && echo WROTE' 2>&1 || true)
+    assert_contains "$out" "Permission denied"
+    assert_not_contains "$out" "WROTE"
+    out=$(sb systemd-run --quiet --wait --pipe --collect -p CapabilityBoundingSet= \
+        sh -c 'cat /proc/sys/vm/swappiness > /proc/sys/vm/swappiness && echo WROTE' 2>&1 || true)
+    assert_contains "$out" "WROTE"
+    assert_eq "$(kernel)" "$ORIGINAL"
+}
+
+run_case value_changes_in_the_kernel t_value_changes_in_the_kernel
+run_case bounds_0_and_100_accepted t_bounds_0_and_100_accepted
+run_case out_of_range_refused_and_unchanged t_out_of_range_refused_and_unchanged
+run_case restored_through_the_action t_restored_through_the_action
+run_case non_root_cannot_whatever_its_capabilities_root_without_any_can t_non_root_cannot_whatever_its_capabilities
+restore_swappiness
+[ "$(kernel)" = "$ORIGINAL" ] || { echo "swappiness not restored" >&2; FAILED=$((FAILED + 1)); }
+finish
