@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# clear_system_cache through the dispatcher really drops the page cache: a
+# file this test reads into the cache is no longer resident afterwards
+# (mincore(2)). drop_caches is global; caches refill by themselves, there is
+# nothing to restore.
+export SDSANDBOX_API_VFS_WRITABLE=1
+source "$(dirname "$0")/lib.sh"
+boot
+install_project
+
+# resident PATH: percentage of PATH's pages in the page cache (mincore(2)).
+resident() {
+    sb python3 -c '
+import ctypes, mmap, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+fd = os.open(sys.argv[1], os.O_RDONLY)
+size = os.fstat(fd).st_size
+pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+vec = (ctypes.c_ubyte * pages)()
+ptr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+if libc.mincore(ptr, size, vec) != 0:
+    sys.exit("mincore: errno %d" % ctypes.get_errno())
+print(100 * sum(v & 1 for v in vec) // pages)
+' "$1"
+}
+
+t_drops_the_page_cache_for_real() {
+    # a file on a real disk filesystem (the bound build tree), not the tmpfs root
+    local f=/src/target/release/luminous-healing r before after
+    sb cat "$f" > /dev/null
+    before=$(resident "$f")
+    [ "$before" -ge 90 ] || fail "test file not cached after reading it ($before%)"
+    r=$(request clear_system_cache)
+    assert_eq "$(jfield success <<<"$r")" true "$r"
+    assert_contains "$(jfield output <<<"$r")" "dropped page cache, dentries and inodes"
+    after=$(resident "$f")
+    [ "$after" -le 10 ] || fail "still $after% resident after drop_caches (before: $before%)"
+    echo "resident before $before%, after $after%"
+}
+
+t_parameters_refused() {
+    local r
+    r=$(request clear_system_cache level=1)
+    assert_eq "$(jfield success <<<"$r")" false
+    assert_contains "$(jfield error <<<"$r")" 'unknown parameter "level"'
+}
+
+t_non_root_cannot_whatever_its_capabilities() {
+    local out
+    out=$(sb systemd-run --quiet --wait --pipe --collect -p DynamicUser=yes \
+        -p AmbientCapabilities="CAP_SYS_ADMIN CAP_DAC_OVERRIDE" \
+        sh -c 'echo 1 > /proc/sys/vm/drop_caches && echo WROTE' 2>&1 || true)
+    assert_contains "$out" "Permission denied"
+    assert_not_contains "$out" "WROTE"
+}
+
+run_case drops_the_page_cache_for_real t_drops_the_page_cache_for_real
+run_case parameters_refused t_parameters_refused
+run_case non_root_cannot_whatever_its_capabilities t_non_root_cannot_whatever_its_capabilities
+finish
