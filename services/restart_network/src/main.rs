@@ -15,7 +15,7 @@ use healing_activation::worker::{run_worker, PathRule, Ruleset, WorkerSpec};
 use healing_auth::Peer;
 use healing_policy::{Action, ActionName, Config};
 use healing_protocol::{ActionReply, Caller};
-use healing_systemd::{restart_and_wait, unit_state_of, UnitState};
+use healing_systemd::{restart_and_wait, unit_state_of, RestartError, UnitState};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -71,6 +71,10 @@ fn restart_network(total: Duration) -> Result<String, String> {
             Ok(o) if o.succeeded() => report.push(o.to_string()),
             Ok(o) => {
                 report.push(o.to_string());
+                return Err(report.join("\n"));
+            }
+            Err(e @ RestartError::Timeout { .. }) => {
+                report.push(e.to_string());
                 return Err(report.join("\n"));
             }
             Err(e) => {

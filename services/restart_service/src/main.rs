@@ -13,6 +13,7 @@ use healing_activation::worker::{run_worker, PathRule, Ruleset, WorkerSpec};
 use healing_auth::Peer;
 use healing_policy::{validate_unit_name, Action, ActionName, Config};
 use healing_protocol::{ActionReply, Caller};
+use healing_systemd::RestartError;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -81,6 +82,8 @@ fn handle(action: &Action, _: &Caller, _: &Peer, config: &Config) -> ActionReply
     match healing_systemd::restart_and_wait(unit, job_timeout(config)) {
         Ok(outcome) if outcome.succeeded() => ActionReply::ok(outcome.to_string()),
         Ok(outcome) => ActionReply::failed(outcome.to_string()),
+        // The timeout text already names the unit and the job.
+        Err(e @ RestartError::Timeout { .. }) => ActionReply::failed(e.to_string()),
         Err(e) => ActionReply::failed(format!("restart of {unit} failed: {e}")),
     }
 }

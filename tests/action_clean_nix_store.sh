@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# clean_nix_store through the dispatcher: a real `nix-collect-garbage -d`
+# (Debian's nix-bin) on a real Nix store inside the container. Garbage is
+# collected and its size reported; a path held by a GC root stays; -d
+# removes a profile's old generation so what only it held is collected too,
+# while the current generation's path stays.
+source "$(dirname "$0")/lib.sh"
+require nix-collect-garbage nix-bin
+boot
+install_project
+
+GC=/usr/bin/nix-collect-garbage
+PROFILE=/nix/var/nix/profiles/lh-test-profile
+ROOT_LINK=/nix/var/nix/gcroots/lh-test-root
+
+# The container's /nix starts empty (its root is a tmpfs): nix-store creates
+# the store on first use. Files are random so nothing is deduplicated.
+add_file() {   # add_file NAME KIB: prints the store path
+    sb sh -c "head -c $(($2 * 1024)) /dev/urandom > /tmp/$1 && nix-store --add /tmp/$1 && rm -f /tmp/$1" 2>/dev/null | tail -n 1
+}
+
+cleanup_store() {
+    sb rm -f "$ROOT_LINK" "$PROFILE" "$PROFILE"-*-link /etc/luminous-healing/config.toml
+    sb env NIX_CONFIG='build-users-group =' nix-store --gc >/dev/null 2>&1 || true
+}
+TEARDOWN_HOOK=cleanup_store
+
+set_config "[actions.clean_nix_store]
+nix_collect_garbage = \"$GC\"" 2>/dev/null
+
+t_garbage_is_collected_and_the_freed_size_reported() {
+    local garbage kept r out freed
+    garbage=$(add_file lh-garbage 3072)
+    kept=$(add_file lh-rooted 16)
+    sb ln -sfn "$kept" "$ROOT_LINK"
+    sb test -e "$garbage"
+    r=$(request --id gc-1 clean_nix_store)
+    assert_eq "$(jfield success <<<"$r")" true "$r"
+    out=$(jfield output <<<"$r")
+    # The first line is ours, from nix's own closing line.
+    assert_contains "$(head -n 1 <<<"$out")" "freed "
+    assert_contains "$out" "deleting '$garbage'"
+    assert_contains "$out" "store paths deleted,"
+    freed=$(head -n 1 <<<"$out" | sed -n 's/^freed \([0-9.]*\) MiB (\([0-9]*\) store paths deleted)$/\1/p')
+    [ -n "$freed" ] || fail "no size in [$(head -n 1 <<<"$out")]"
+    # 3 MiB of garbage: nix reports at least that much freed.
+    python3 -c "import sys; sys.exit(0 if float('$freed') >= 3.0 else 1)" || fail "freed $freed MiB, expected >= 3"
+    if sb test -e "$garbage"; then fail "$garbage still exists"; fi
+    sb test -e "$kept" || fail "GC-rooted $kept was collected"
+    assert_one_decision gc-1 success
+}
+
+t_minus_d_deletes_old_generations() {
+    local old new r
+    old=$(add_file lh-gen-old 64)
+    new=$(add_file lh-gen-new 64)
+    sb env NIX_CONFIG='build-users-group =' nix-env -p "$PROFILE" --set "$old" 2>/dev/null
+    sb env NIX_CONFIG='build-users-group =' nix-env -p "$PROFILE" --set "$new" 2>/dev/null
+    [ "$(sb ls "$(dirname "$PROFILE")" | grep -c "^lh-test-profile-.*-link$")" = 2 ] || fail "two generations expected"
+    r=$(request clean_nix_store)
+    assert_eq "$(jfield success <<<"$r")" true "$r"
+    assert_contains "$(jfield output <<<"$r")" "removing old generations of profile $PROFILE"
+    assert_eq "$(sb ls "$(dirname "$PROFILE")" | grep -c "^lh-test-profile-.*-link$")" 1 "generations left:"
+    if sb test -e "$old"; then fail "old generation's $old still exists"; fi
+    sb test -e "$new" || fail "current generation's $new was collected"
+}
+
+t_nothing_to_collect_reports_zero() {
+    local r
+    r=$(request clean_nix_store)
+    assert_eq "$(jfield success <<<"$r")" true "$r"
+    assert_contains "$(head -n 1 <<<"$(jfield output <<<"$r")")" "freed 0.00 MiB (0 store paths deleted)"
+}
+
+t_missing_program_is_a_clear_failure() {
+    set_config '[actions.clean_nix_store]
+nix_collect_garbage = "/nonexistent/nix-collect-garbage"' 2>/dev/null
+    sb systemctl stop luminous-healing-clean_nix_store.service 2>/dev/null
+    local r
+    r=$(request clean_nix_store)
+    assert_eq "$(jfield success <<<"$r")" false "$r"
+    assert_contains "$(jfield error <<<"$r")" "cannot run /nonexistent/nix-collect-garbage"
+    set_config "[actions.clean_nix_store]
+nix_collect_garbage = \"$GC\"" 2>/dev/null
+    sb systemctl stop luminous-healing-clean_nix_store.service 2>/dev/null
+}
+
+t_service_runs_as_declared() {
+    request clean_nix_store >/dev/null
+    local pid st
+    pid=$(sb systemctl show -P MainPID luminous-healing-clean_nix_store.service)
+    [ "$pid" != 0 ] || fail "service not running after a request"
+    st=$(sb cat "/proc/$pid/status")
+    assert_contains "$st" "$(printf 'Uid:\t0\t0\t0\t0')"
+    assert_contains "$st" "$(printf 'CapEff:\t0000000000000000')"
+    assert_contains "$st" "$(printf 'CapBnd:\t0000000000000000')"
+    assert_contains "$st" "$(printf 'NoNewPrivs:\t1')"
+}
+
+run_case garbage_collected_and_freed_size_reported t_garbage_is_collected_and_the_freed_size_reported
+run_case minus_d_deletes_old_generations t_minus_d_deletes_old_generations
+run_case nothing_to_collect_reports_zero t_nothing_to_collect_reports_zero
+run_case missing_program_is_a_clear_failure t_missing_program_is_a_clear_failure
+run_case service_runs_as_root_without_capabilities t_service_runs_as_declared
+finish
