@@ -37,9 +37,9 @@ let
     description = "absolute path (as a string, not a Nix path literal)";
   };
 
-  # Same grammar the dispatcher enforces, checked at evaluation time so a
-  # typo fails `nixos-rebuild` instead of every later restart request.
-  unitNameRegex = "[-A-Za-z0-9:_.@\\]+\\.(service|socket|target|timer|mount|path)";
+  # The dispatcher's grammar, checked at evaluation time so that a typo
+  # fails `nixos-rebuild` rather than the dispatcher's start.
+  unitNameRegex = import ./lib/unit-name.nix;
 
   actionModule =
     name:
@@ -97,8 +97,8 @@ let
               "ollama.service"
             ];
             description = ''
-              Units `restart_service` may restart. `null` allows any
-              syntactically valid unit name; an allow-list is strongly
+              Units `restart_service` may restart (a bare name means
+              `name.service`). `null` allows any syntactically valid unit name; an allow-list is strongly
               recommended, since restarting e.g. `sshd.service` or
               `systemd-journald.service` is itself disruptive.
             '';

@@ -180,6 +180,19 @@ $(cat "$TMP/config.toml")"
     fi
 fi
 
+# --- lib/unit-name.nix: allowedUnits grammar ------------------------------------
+if nixeval unit-names -E 'let r = import ./nixos/lib/unit-name.nix; in map (n: { name = n; ok = builtins.match r n != null; }) [
+      "nginx.service" "nginx" "getty@tty1.service" "foo\\x2dbar.service" "sshd.socket" "backup.timer"
+      "multi-user.target" "cups.path" "user:1000.service"
+      "home.mount" "session-1.scope" "foo.bar" "../etc/passwd" "a b.service" "x;y.service"
+      "-x.service" ".hidden.service" "" "nginx.service\n" ]'; then
+    check "allowedUnits grammar: restartable names in, everything else out" "$TMP/unit-names.json" '
+want_ok = {"nginx.service", "nginx", "getty@tty1.service", "foo\\x2dbar.service", "sshd.socket",
+           "backup.timer", "multi-user.target", "cups.path", "user:1000.service"}
+for e in d:
+    assert e["ok"] == (e["name"] in want_ok), e'
+fi
+
 # --- option declarations -------------------------------------------------------
 if nixeval options nixos/tests/eval/options.nix; then
     check "services.luminous-healing keeps the earlier module's options and defaults" "$TMP/options.json" '
