@@ -45,6 +45,7 @@ fn choose<'a>(states: &[(&'a str, Option<UnitState>)]) -> Result<Vec<&'a str>, S
         let seen: Vec<String> = states
             .iter()
             .map(|(u, s)| match s {
+                Some(s) if s.load_state == "not-found" => format!("{u} is not installed"),
                 Some(s) => format!("{u} is {}", s.active_state),
                 None => format!("{u} is not loaded"),
             })
@@ -131,6 +132,15 @@ mod tests {
             [nm, nd]
         );
         let e = choose(&[(nm, None), (nd, st("failed"))]).unwrap_err();
+        let missing = Some(UnitState {
+            load_state: "not-found".into(),
+            active_state: "inactive".into(),
+        });
+        let e2 = choose(&[(nm, missing), (nd, st("inactive"))]).unwrap_err();
+        assert!(
+            e2.contains("NetworkManager.service is not installed"),
+            "{e2}"
+        );
         assert!(e.contains("NetworkManager.service is not loaded"), "{e}");
         assert!(e.contains("systemd-networkd.service is failed"), "{e}");
     }
