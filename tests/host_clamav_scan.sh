@@ -4,10 +4,14 @@
 # directory only its owner can read. Checks detection in the log and the
 # journal, the designed unit result for clamscan's exit statuses (1 found
 # -> failed unit, 0 clean -> success, 2 error -> failed), the /run exclusion,
-# and that the weekly timer is scheduled.
+# and that the weekly timer is scheduled. Also runs Debian's clamd under the
+# clamav-daemon hardening drop-in and scans through it.
 LH_NEEDS_BUILD=0
 . "$(dirname "$0")/lib.sh"
 require clamscan clamav
+require clamdscan clamav-daemon
+[ -f /lib/systemd/system/clamav-daemon.service ] && [ -f /etc/clamav/clamd.conf ] \
+    || die "no clamav-daemon unit or /etc/clamav/clamd.conf: apt-get install -y clamav-daemon"
 
 U=clamav-scan.service
 DB=/var/lib/lh-test/eicar.hdb
@@ -97,9 +101,40 @@ t_weekly_timer() {
     sb systemctl stop clamav-scan.timer
 }
 
+# clamd under the clamav-daemon.service.d/hardening.conf drop-in: Debian's
+# unit and config, the test's signatures. Only the database conditions are
+# reset (there is no official database here); everything else is as shipped.
+t_clamd_with_dropin() {
+    tar -C /etc -cf - clamav | sb tar -C /etc -xf -
+    sb sh -c "sed -i 's|^DatabaseDirectory .*|DatabaseDirectory /var/lib/lh-clamd|' /etc/clamav/clamd.conf"
+    sb install -d -o clamav -g clamav /var/lib/lh-clamd /var/log/clamav
+    sb cp "$DB" /var/lib/lh-clamd/eicar.hdb
+    local d
+    for d in clamav-daemon.service.d clamav-daemon.socket.d; do
+        sb mkdir -p /etc/systemd/system/$d
+        printf '[Unit]\nConditionPathExistsGlob=\n' | sb sh -c "cat > /etc/systemd/system/$d/zz-test-db.conf"
+    done
+    sb systemctl daemon-reload
+    assert_contains "$(sb systemctl show -P DropInPaths clamav-daemon.service)" hardening.conf DropInPaths
+    sb systemctl start clamav-daemon.socket clamav-daemon.service
+    wait_for 30 sb test -S /run/clamav/clamd.ctl || fail "clamd socket missing"
+    printf '%s' "$EICAR" | sb sh -c 'cat > /home/alice/eicar2.com'
+    local out
+    out=$(sb clamdscan --fdpass --no-summary /home/alice/eicar2.com 2>&1) || true
+    assert_contains "$out" "/home/alice/eicar2.com: LH-Test-EICAR.UNOFFICIAL FOUND" clamdscan
+    assert_eq "$(sb systemctl is-active clamav-daemon.service)" active clamav-daemon.service
+    local pid; pid=$(sb systemctl show -P MainPID clamav-daemon.service)
+    # Debian's clamd drops to "User clamav" itself: the drop-in lets it.
+    assert_eq "$(sb stat -c %U /proc/$pid)" clamav "clamd's user"
+    assert_eq "$(sb sed -n 's/^NoNewPrivs:[[:space:]]*//p' /proc/$pid/status)" 1 "clamd's NoNewPrivs"
+    sb systemctl stop clamav-daemon.service clamav-daemon.socket
+    sb rm -f /home/alice/eicar2.com
+}
+
 run_case detects_eicar_in_a_private_home t_detects
 run_case ran_as_clamav_niced_idle_io t_runs_sandboxed
 run_case clean_scan_succeeds t_clean_succeeds
 run_case scan_error_fails t_error_fails
 run_case weekly_timer_listed t_weekly_timer
+run_case clamd_works_under_the_dropin t_clamd_with_dropin
 finish
