@@ -41,7 +41,12 @@ def main():
     s.settimeout(a.timeout)
     try:
         s.connect(path)
-        s.sendall(data)
+        try:
+            s.sendall(data)
+        except BrokenPipeError:
+            # a refused peer is answered and hung up on before its request is
+            # read: the answer is already waiting in our receive buffer
+            pass
         buf = b""
         while not buf.endswith(b"\n"):
             chunk = s.recv(65536)

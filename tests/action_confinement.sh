@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# Every action service, as systemd really runs it: the running process's
+# /proc/<pid>/status shows exactly the capabilities its binary declares
+# (CapEff = CapPrm = CapBnd = declared; CapAmb = declared for a non-root
+# user, empty for root), NoNewPrivs 1 and Seccomp 2; after sandboxing, its
+# landlock self-test is refused with EACCES; a connection from any uid other
+# than the dispatcher's is refused; an action killed mid-request gives the
+# caller a clear error, and the next request starts it again.
+source "$(dirname "$0")/lib.sh"
+boot
+install_project
+set_config '[actions.kill_process]
+rate_limit = { max = 1000, window_secs = 300 }'
+# clean_nix_store's ruleset requires /nix; the container's tmpfs root has none.
+sb mkdir -p /nix/store /nix/var/nix
+sb useradd -m -U intruder >/dev/null
+
+ACTIONS="restart_service set_cpu_governor clear_system_cache adjust_swappiness kill_process restart_network clean_nix_store rollback_generation"
+LIBEXEC=$PREFIX_IN/libexec/luminous-healing
+
+describe() { sb "$LIBEXEC/luminous-healing-$1" --describe --config /dev/null; }
+
+# caps_names MASK: the capability names of a /proc status mask, sorted, lower case.
+caps_names() { sb capsh --decode="$1" | sed 's/^0x[0-9a-f]*=//' | tr ',' '\n' | grep . | sort | xargs; }
+
+status_case() {
+    local a=$1 svc=luminous-healing-$1.service pid st declared uid want_amb
+    sb systemctl start "$svc"
+    pid=$(sb systemctl show -P MainPID "$svc")
+    [ "$pid" -gt 0 ] || fail "$svc has no main process"
+    st=$(sb cat "/proc/$pid/status")
+    declared=$(describe "$a" | python3 -c 'import json,sys; print(" ".join(sorted(c.lower() for c in json.load(sys.stdin)["capabilities"])))')
+    field() { sed -n "s/^$1:[[:space:]]*//p" <<<"$st"; }
+    uid=$(field Uid | awk '{print $2}')
+    for f in CapEff CapPrm CapBnd; do
+        assert_eq "$(caps_names "$(field $f)")" "$declared" "$a $f ($(field $f))"
+    done
+    want_amb=$declared; [ "$uid" = 0 ] && want_amb=""
+    assert_eq "$(caps_names "$(field CapAmb)")" "$want_amb" "$a CapAmb (uid $uid)"
+    assert_eq "$(field NoNewPrivs)" 1 "$a NoNewPrivs"
+    assert_eq "$(field Seccomp)" 2 "$a Seccomp"
+    echo "$a: uid $uid, CapEff $(field CapEff) CapBnd $(field CapBnd) CapAmb $(field CapAmb), NoNewPrivs 1, Seccomp 2"
+    sb systemctl stop "$svc"
+}
+
+# The probe: a world-readable path outside the action's ruleset, so only
+# landlock can refuse it (not file modes, not ProtectHome=/ProtectSystem=).
+probe_for() {
+    describe "$1" | python3 -c '
+import json, sys
+rules = [r["path"] for r in json.load(sys.stdin)["landlock"]]
+def covered(p): return any(p == r or p.startswith(r.rstrip("/") + "/") for r in rules)
+for p in ["/etc/passwd", "/var/lib", "/usr/lib/os-release"]:
+    if not covered(p):
+        print(p); break
+'
+}
+
+self_test_case() {
+    local a=$1 svc=luminous-healing-$1.service probe dropin out whole
+    dropin=/run/systemd/system/$svc.d
+    whole=$(describe "$a" | python3 -c 'import json,sys; print(any(r["path"] == "/" for r in json.load(sys.stdin)["landlock"]))')
+    probe=$(probe_for "$a"); probe=${probe:-/etc/passwd}
+    sb mkdir -p "$dropin"
+    printf '[Service]\nExecStart=\nExecStart=%s/luminous-healing-%s --self-test-landlock %s\n' "$LIBEXEC" "$a" "$probe" \
+        | sb tee "$dropin/self-test.conf" >/dev/null
+    sb systemctl daemon-reload
+    sb systemctl start "$svc" || true
+    wait_for 10 sh -c "! $SB run systemctl is-active --quiet $svc"
+    out=$(sb journalctl --no-pager -o cat -t "luminous-healing-$a" | grep -E "landlock (self-test|ABI)" | tail -n 2)
+    local status; status=$(sb systemctl show -P ExecMainStatus "$svc")
+    sb rm -rf "$dropin"; sb systemctl daemon-reload; sb systemctl reset-failed "$svc" 2>/dev/null || true
+    echo "$out"
+    assert_contains "$out" "fully enforced" "$a landlock status"
+    if [ "$whole" = True ]; then
+        # The documented exception (docs/privileges.md): rollback_generation's
+        # ruleset is the whole file system, so no path lies outside it; the
+        # ruleset is still enforced (TCP, abstract sockets, signals).
+        assert_contains "$out" "could be opened" "$a"
+        return 0
+    fi
+    assert_contains "$out" "landlock self-test: open($probe) refused with EACCES" "$a"
+    assert_eq "$status" 0 "$a self-test exit status"
+}
+
+t_refused_uids() {
+    local a r iu
+    iu=$(sb id -u intruder)
+    for a in $ACTIONS; do
+        # root can open the 0600 socket, the binary still refuses it
+        r=$(sb python3 /src/tests/action_client.py "$a")
+        assert_eq "$(jfield success <<<"$r")" false "$a as root: $r"
+        assert_contains "$(jfield error <<<"$r")" "connection refused: uid 0 is not the dispatcher's" "$a as root"
+        # another user with CAP_DAC_OVERRIDE gets past the socket's mode: refused by SO_PEERCRED
+        r=$(sb systemd-run --quiet --wait --pipe --collect -p User=intruder \
+            -p AmbientCapabilities=CAP_DAC_OVERRIDE python3 /src/tests/action_client.py "$a")
+        assert_contains "$(jfield error <<<"$r")" "connection refused: uid $iu is not the dispatcher's" "$a as intruder"
+        # and without it the socket's mode 0600 already stops it
+        r=$(as_user intruder python3 /src/tests/action_client.py "$a")
+        assert_contains "$(jfield client_error <<<"$r")" "PermissionError" "$a as plain intruder"
+        assert_eq "$(sb stat -c '%U %a' /run/luminous-healing/actions/$a.sock)" "luminous-healing 600" "$a socket"
+    done
+    sb journalctl --no-pager -o cat -t luminous-healing-kill_process | grep -q "refused a connection from uid $iu" \
+        || fail "refusal not in the journal"
+}
+
+# The action must be inside its handler when it dies. set_cpu_governor is
+# pointed (runtime drop-in, as in tests/action_set_cpu_governor.sh) at a
+# STAND-IN cpu tree whose scaling_governor is a FIFO: opening it blocks
+# until a reader appears, so the request is held in flight, deterministically.
+t_killed_mid_request_clear_error_then_restarts() {
+    local svc=luminous-healing-set_cpu_governor.service standin=/var/lib/lh-cpu-fifo r pid1 pid2 bg
+    local dropin=/run/systemd/system/$svc.d
+    sb sh -c "rm -rf $standin && mkdir -p $standin/cpu0/cpufreq && mkfifo $standin/cpu0/cpufreq/scaling_governor \
+              && echo 'performance powersave' > $standin/cpu0/cpufreq/scaling_available_governors"
+    sb mkdir -p "$dropin"
+    printf '[Service]\nEnvironment=LUMINOUS_HEALING_CPU_SYSFS=%s\nReadWritePaths=%s\n' "$standin" "$standin" \
+        | sb tee "$dropin/stand-in.conf" >/dev/null
+    sb systemctl daemon-reload
+    sb systemctl stop "$svc"
+    request --id mid-1 set_cpu_governor governor=performance > "/tmp/lh-mid-$$.json" &
+    bg=$!
+    # wait until the handler is blocked in the FIFO's open
+    wait_for 10 sh -c "$SB run sh -c 'p=\$(systemctl show -P MainPID $svc); [ \$p -gt 0 ] && grep -q wait_for_partner /proc/\$p/task/*/wchan'"
+    pid1=$(sb systemctl show -P MainPID "$svc")
+    sb systemctl kill -s KILL "$svc"
+    wait "$bg"
+    r=$(cat "/tmp/lh-mid-$$.json"); rm -f "/tmp/lh-mid-$$.json"
+    assert_eq "$(jfield success <<<"$r")" false "$r"
+    assert_contains "$(jfield error <<<"$r")" "Action set_cpu_governor ended without a reply"
+    # the socket stays; the next request starts the action again
+    sb sh -c "rm $standin/cpu0/cpufreq/scaling_governor && echo powersave > $standin/cpu0/cpufreq/scaling_governor"
+    r=$(request --id mid-2 set_cpu_governor governor=performance)
+    assert_eq "$(jfield success <<<"$r")" true "$r"
+    pid2=$(sb systemctl show -P MainPID "$svc")
+    [ "$pid2" -gt 0 ] && [ "$pid2" != "$pid1" ] || fail "not a new process: $pid1 -> $pid2"
+    assert_eq "$(sb cat $standin/cpu0/cpufreq/scaling_governor)" performance
+    sb rm -rf "$dropin" "$standin"; sb systemctl daemon-reload; sb systemctl stop "$svc"
+}
+
+# Frozen before it accepts, then killed: the request waits in the socket's
+# backlog (systemd owns the listening socket) and the restarted service
+# answers it; nothing is lost.
+t_killed_before_accept_queued_request_is_served() {
+    local svc=luminous-healing-kill_process.service victim r bg
+    victim=$(sb sh -c 'sleep 300 >/dev/null 2>&1 & echo $!')
+    sb systemctl start "$svc"
+    sb systemctl kill -s STOP "$svc"
+    request --id queued-1 kill_process pid="$victim" signal=TERM > "/tmp/lh-q-$$.json" &
+    bg=$!
+    sleep 1
+    sb kill -0 "$victim"
+    sb systemctl kill -s KILL "$svc"
+    wait "$bg"
+    r=$(cat "/tmp/lh-q-$$.json"); rm -f "/tmp/lh-q-$$.json"
+    assert_eq "$(jfield success <<<"$r")" true "$r"
+    wait_for 5 sh -c "! $SB run kill -0 $victim"
+}
+
+t_root_without_cap_kill_cannot_signal_another_user() {
+    # the experiment behind kill_process's CAP_KILL (docs/privileges.md)
+    local victim out
+    victim=$(sb sh -c 'setpriv --reuid=intruder --regid=intruder --clear-groups sleep 300 >/dev/null 2>&1 & echo $!')
+    out=$(sb systemd-run --quiet --wait --pipe --collect -p CapabilityBoundingSet= /bin/kill -0 "$victim" 2>&1 || true)
+    assert_contains "$out" "Operation not permitted"
+    out=$(sb systemd-run --quiet --wait --pipe --collect -p DynamicUser=yes -p CapabilityBoundingSet=CAP_KILL \
+        -p AmbientCapabilities=CAP_KILL /bin/kill -0 "$victim" 2>&1 && echo SIGNALLED)
+    assert_contains "$out" "SIGNALLED"
+    sb kill -KILL "$victim"
+}
+
+for a in $ACTIONS; do
+    eval "t_status_$a() { status_case $a; }; t_self_test_$a() { self_test_case $a; }"
+    run_case "proc_status_caps_nnp_seccomp_$a" "t_status_$a"
+done
+for a in $ACTIONS; do
+    run_case "landlock_self_test_$a" "t_self_test_$a"
+done
+run_case refused_uids_root_and_others_every_action t_refused_uids
+run_case killed_mid_request_clear_error_then_restarts_stand_in_cpu_tree t_killed_mid_request_clear_error_then_restarts
+run_case killed_before_accept_queued_request_is_served t_killed_before_accept_queued_request_is_served
+run_case root_without_cap_kill_cannot_signal_another_user t_root_without_cap_kill_cannot_signal_another_user
+finish
