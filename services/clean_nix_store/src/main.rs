@@ -54,6 +54,26 @@ const ENV: [(&str, &str); 4] = [
     ("LANG", "C.UTF-8"),
 ];
 
+const DAEMON_SOCKET: &str = "/nix/var/nix/daemon-socket/socket";
+
+/// Where the collection itself happens.
+///
+/// Runtime roots (store paths open, mapped or executed by running
+/// processes) are found by reading /proc/<pid>/{fd,maps,environ,exe}. This
+/// process cannot read them for any process outside its own landlock domain
+/// (landlock denies ptrace-mode access across domains, whatever the
+/// capabilities), nor, without CAP_SYS_PTRACE, for processes holding more
+/// capabilities than it does (measured: a root process's open store path
+/// counted as dead). So when a nix-daemon listens (NixOS always has one) the
+/// daemon, which runs unconfined as root, collects and finds the runtime
+/// roots; `-d` still removes old generations here, in /nix/var/nix/profiles.
+/// Without a daemon the store is collected locally and runtime roots are
+/// missed: say so in the reply.
+fn use_daemon(socket: &std::path::Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(socket).is_ok_and(|m| m.file_type().is_socket())
+}
+
 /// nix's closing line, e.g. "3 store paths deleted, 0.12 MiB freed".
 #[derive(Debug, PartialEq)]
 struct Freed {
@@ -91,10 +111,19 @@ fn collect(config: &Config) -> ActionReply {
     // the caller learns that) before the worker gives up on the handler.
     let secs = config.action_timeout_secs(ActionName::CleanNixStore);
     let timeout = Duration::from_secs(secs.saturating_sub(1).max(1));
-    match healing_exec::run(&program, &["-d"], &ENV, timeout) {
+    let daemon = use_daemon(std::path::Path::new(DAEMON_SOCKET));
+    let mut env = ENV.to_vec();
+    let via = if daemon {
+        env.push(("NIX_REMOTE", "daemon"));
+        "collected by nix-daemon"
+    } else {
+        env.push(("NIX_REMOTE", "local"));
+        "collected locally, no nix-daemon: runtime roots of running processes were not visible"
+    };
+    match healing_exec::run(&program, &["-d"], &env, timeout) {
         Ok(f) if f.success() => match parse_freed(&f.output) {
             Some(freed) => ActionReply::ok(format!(
-                "freed {} ({} store paths deleted)\n{}",
+                "freed {} ({} store paths deleted; {via})\n{}",
                 freed.amount, freed.paths, f.output
             )),
             None => ActionReply::failed(format!(
@@ -192,10 +221,11 @@ mod tests {
         .unwrap();
         let r = collect(&c);
         assert!(r.success, "{r:?}");
+        assert!(!use_daemon(std::path::Path::new("/dev/null")));
         assert!(r
             .output
             .unwrap()
-            .starts_with("freed 1.25 MiB (3 store paths deleted)\n"));
+            .starts_with("freed 1.25 MiB (3 store paths deleted; "));
         std::fs::write(&prog, "#!/bin/sh\necho broken >&2; exit 1\n").unwrap();
         let r = collect(&c);
         assert!(!r.success);
