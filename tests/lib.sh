@@ -38,6 +38,10 @@ sb_unit() { "$SB" unit-run "$@"; }
 
 teardown() {
     [ -n "${TEARDOWN_HOOK:-}" ] && eval "$TEARDOWN_HOOK" || true
+    if [ "${LH_KEEP:-0}" = 1 ]; then   # debugging: leave the container up
+        echo "kept: SDSANDBOX_NAME=$SDSANDBOX_NAME $SB shell; then $SB down" >&2
+        return 0
+    fi
     "$SB" down >/dev/null 2>&1 || true
 }
 

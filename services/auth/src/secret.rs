@@ -24,6 +24,8 @@ impl std::fmt::Debug for Secret {
 
 pub const CREDENTIAL_NAME: &str = "secret";
 pub const ENV_NAME: &str = "LUMINOUS_HEALING_SECRET";
+/// What the unit's `SetCredential=` passes when the secret file is missing.
+pub const MISSING_MARKER: &[u8] = b"luminous-healing-secret-missing";
 
 impl Secret {
     pub fn key(&self) -> &[u8] {
@@ -60,7 +62,20 @@ impl Secret {
             if p.exists() {
                 let bytes = std::fs::read(&p)
                     .map_err(|e| format!("cannot read credential {}: {e}", p.display()))?;
-                return Secret::from_bytes(&bytes, SecretSource::Credential);
+                if bytes == MISSING_MARKER {
+                    return Err(format!(
+                        "the secret file is missing: create /etc/luminous-healing/secret \
+                         (scripts/install.sh does, mode 0600) or point \
+                         LoadCredential={CREDENTIAL_NAME}:PATH at the key file"
+                    ));
+                }
+                return Secret::from_bytes(&bytes, SecretSource::Credential).map_err(|_| {
+                    format!(
+                        "the credential {CREDENTIAL_NAME:?} is empty: its file is missing or empty; \
+                         create /etc/luminous-healing/secret (scripts/install.sh does) or point \
+                         LoadCredential={CREDENTIAL_NAME}:PATH at the key file"
+                    )
+                });
             }
         }
         if let Some(v) = std::env::var_os(ENV_NAME) {

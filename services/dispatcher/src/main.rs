@@ -78,6 +78,14 @@ fn fatal(msg: &str) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// EX_CONFIG: the unit's RestartPreventExitStatus= names it, so a missing
+/// secret or a bad config fails the unit at once instead of restarting in a
+/// loop that can never succeed until an admin acts.
+fn fatal_config(msg: &str) -> ExitCode {
+    let _ = fatal(msg);
+    ExitCode::from(78)
+}
+
 fn main() -> ExitCode {
     let args = match parse_args() {
         Ok(a) => a,
@@ -92,11 +100,11 @@ fn main() -> ExitCode {
     };
     let config = match config {
         Ok(c) => c,
-        Err(e) => return fatal(&format!("bad configuration: {e}")),
+        Err(e) => return fatal_config(&format!("bad configuration: {e}")),
     };
     let secret = match Secret::load() {
         Ok(s) => s,
-        Err(e) => return fatal(&format!("cannot start: {e}")),
+        Err(e) => return fatal_config(&format!("cannot start: {e}")),
     };
     if secret.source == SecretSource::Environment {
         healing_audit::service(
@@ -106,7 +114,7 @@ fn main() -> ExitCode {
     }
     let allowed = match identity::Allowed::resolve(&config.allowed_groups, &config.allowed_users) {
         Ok(a) => a,
-        Err(e) => return fatal(&format!("bad configuration: {e}")),
+        Err(e) => return fatal_config(&format!("bad configuration: {e}")),
     };
     let state_file = args.state_file.clone().or_else(|| {
         std::env::var_os("RUNTIME_DIRECTORY").map(|d| PathBuf::from(d).join("state.json"))
