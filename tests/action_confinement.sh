@@ -138,6 +138,44 @@ t_killed_mid_request_clear_error_then_restarts() {
     sb rm -rf "$dropin" "$standin"; sb systemctl daemon-reload; sb systemctl stop "$svc"
 }
 
+# The action's own timeout (Config::action_timeout_secs) answers the caller
+# while the handler is still stuck (the FIFO stand-in again); the dispatcher
+# waits 5 s longer, so the action's clear error is what arrives. Then the
+# idle exit: with nothing to do the service stops by itself, and the next
+# request starts it again.
+t_timeout_then_idle_exit_then_restart() {
+    local svc=luminous-healing-set_cpu_governor.service standin=/var/lib/lh-cpu-fifo2 r t0 ms
+    local dropin=/run/systemd/system/$svc.d
+    set_config 'idle_timeout_secs = 3
+[actions.set_cpu_governor]
+timeout_secs = 2
+[actions.kill_process]
+rate_limit = { max = 1000, window_secs = 300 }' 2>/dev/null
+    sb sh -c "rm -rf $standin && mkdir -p $standin/cpu0/cpufreq && mkfifo $standin/cpu0/cpufreq/scaling_governor \
+              && echo 'performance powersave' > $standin/cpu0/cpufreq/scaling_available_governors"
+    sb mkdir -p "$dropin"
+    printf '[Service]\nEnvironment=LUMINOUS_HEALING_CPU_SYSFS=%s\nReadWritePaths=%s\n' "$standin" "$standin" \
+        | sb tee "$dropin/stand-in.conf" >/dev/null
+    sb systemctl daemon-reload
+    sb systemctl stop "$svc" 2>/dev/null
+    t0=$(date +%s%N)
+    r=$(request --id to-1 set_cpu_governor governor=performance)
+    ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+    assert_eq "$(jfield success <<<"$r")" false "$r"
+    assert_contains "$(jfield error <<<"$r")" "set_cpu_governor timed out after 2 s"
+    [ "$ms" -lt 4500 ] || fail "timeout answered after $ms ms"
+    # idle for 3 s: the service exits by itself (the stuck handler with it)
+    wait_for 10 sh -c "! $SB run systemctl is-active --quiet $svc" || fail "$svc did not exit when idle"
+    assert_eq "$(sb systemctl show -P Result "$svc")" success "idle exit result"
+    sb systemctl is-active --quiet luminous-healing-set_cpu_governor.socket
+    sb sh -c "rm $standin/cpu0/cpufreq/scaling_governor && echo powersave > $standin/cpu0/cpufreq/scaling_governor"
+    r=$(request --id to-2 set_cpu_governor governor=performance)
+    assert_eq "$(jfield success <<<"$r")" true "$r"
+    sb rm -rf "$dropin" "$standin"; sb systemctl daemon-reload; sb systemctl stop "$svc"
+    set_config '[actions.kill_process]
+rate_limit = { max = 1000, window_secs = 300 }' 2>/dev/null
+}
+
 # Frozen before it accepts, then killed: the request waits in the socket's
 # backlog (systemd owns the listening socket) and the restarted service
 # answers it; nothing is lost.
@@ -179,5 +217,6 @@ done
 run_case refused_uids_root_and_others_every_action t_refused_uids
 run_case killed_mid_request_clear_error_then_restarts_stand_in_cpu_tree t_killed_mid_request_clear_error_then_restarts
 run_case killed_before_accept_queued_request_is_served t_killed_before_accept_queued_request_is_served
+run_case timeout_answers_then_idle_exit_then_restart_stand_in_cpu_tree t_timeout_then_idle_exit_then_restart
 run_case root_without_cap_kill_cannot_signal_another_user t_root_without_cap_kill_cannot_signal_another_user
 finish
