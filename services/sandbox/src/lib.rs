@@ -516,6 +516,7 @@ mod tests {
         std::fs::write(dir.join("outside"), "y").unwrap();
         let allowed = dir.join("allowed");
         let outside = dir.join("outside");
+        let outside2 = outside.clone();
         let t = std::thread::spawn(move || {
             let r = Ruleset::new(vec![
                 PathRule::ro(allowed.clone()),
@@ -525,7 +526,7 @@ mod tests {
             // services refuse to run there too.
             let report = r.restrict_self().unwrap();
             let read_ok = std::fs::read_to_string(&allowed).is_ok();
-            let denied = landlock_self_test(&outside);
+            let denied = landlock_self_test(&outside2);
             (report, read_ok, denied)
         });
         let (report, read_ok, denied) = t.join().unwrap();
