@@ -104,6 +104,9 @@ async fn restart_and_wait_async(unit: &str, timeout: Duration) -> Result<JobOutc
     let conn = zbus::Connection::system().await.map_err(bus)?;
     let manager = ManagerProxy::new(&conn).await.map_err(bus)?;
     // Installs the match rule (AddMatch is awaited) before anything is queued.
+    // No Manager.Subscribe() is needed: systemd sends a job's JobRemoved to
+    // the bus client that queued it (the job tracks its requester), and
+    // Subscribe would make the manager broadcast every unit change to us.
     let mut removed = manager.receive_job_removed().await.map_err(bus)?;
     let job = manager
         .restart_unit(unit.to_string(), "replace".to_string())
