@@ -2,15 +2,15 @@
 # The on-demand chain of llama-cpp.socket -> llama-cpp-proxy.service
 # (systemd-socket-proxyd) -> llama-cpp.service, in a real systemd.
 #
-# STAND-IN BACKEND: no llama.cpp binary exists here. A drop-in replaces
-# llama-server with python3's http.server serving a marker file, started
-# two seconds late like a loading model; everything else (socket, proxy,
-# readiness wait, private network namespace, StopWhenUnneeded=, the
-# hardening) is the shipped units. The idle time is shortened to 3 s.
+# STAND-IN BACKEND: no llama.cpp binary exists here. A small python3 HTTP
+# server sits at the path the unit runs (@BINDIR@/llama-server), takes
+# --host/--port like llama-server, starts two seconds late like a loading
+# model, and answers with the arguments it was given. The units are the
+# shipped ones, unchanged but for the proxy's idle time (3 s).
 LH_NEEDS_BUILD=0
 . "$(dirname "$0")/lib.sh"
 
-MARKER="stand-in llama-server $$"
+MARKER=/srv/standin/llama-server.py
 IDLE=3
 state() { sb systemctl is-active "$1" 2>/dev/null || true; }
 # The client: python3, as a browser or an OpenAI client would connect.
@@ -25,15 +25,23 @@ all_stopped() {
 boot
 sb env PREFIX=/opt/luminous-healing UNITDIR=/etc/systemd/system \
     /src/scripts/install-host-units.sh /src >/dev/null 2>&1 || die "install-host-units.sh failed"
-sb mkdir -p /srv/standin /etc/systemd/system/llama-cpp.service.d /etc/systemd/system/llama-cpp-proxy.service.d
-echo "$MARKER" | sb sh -c 'cat > /srv/standin/index.html'
-# The sleep makes the readiness wait matter: without ExecStartPost='s loop
-# the proxy would connect to a closed port and the first request would fail.
-sb sh -c 'cat > /etc/systemd/system/llama-cpp.service.d/standin.conf' <<'UNIT'
-[Service]
-ExecStart=
-ExecStart=/usr/bin/bash -c 'sleep 2; exec /usr/bin/python3 -m http.server --bind 127.0.0.1 --directory /srv/standin 8080'
-UNIT
+sb mkdir -p /srv/standin /opt/luminous-healing/bin /etc/default /etc/systemd/system/llama-cpp-proxy.service.d
+sb sh -c 'cat > /srv/standin/llama-server.py' <<'PY'
+import http.server, json, sys, time
+argv = sys.argv[1:]
+time.sleep(2)  # loading the model: the readiness wait must cover this
+host, port = argv[argv.index("--host") + 1], int(argv[argv.index("--port") + 1])
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"marker": sys.argv[0], "argv": argv}).encode()
+        self.send_response(200); self.end_headers(); self.wfile.write(body)
+http.server.HTTPServer((host, port), H).serve_forever()
+PY
+printf '#!/bin/sh\nexec /usr/bin/python3 /srv/standin/llama-server.py "$@"\n' \
+    | sb sh -c 'cat > /opt/luminous-healing/bin/llama-server && chmod 0755 /opt/luminous-healing/bin/llama-server'
+# The administrator's tunables: a two-word flag and a LoRA adapter.
+printf 'LLAMA_NUMA=--numa distribute\nLLAMA_LORA=--lora /var/lib/llama-cpp/adapters/a.gguf\nLLAMA_THREADS=4\n' \
+    | sb sh -c 'cat > /etc/default/llama-cpp'
 sb sh -c 'cat > /etc/systemd/system/llama-cpp-proxy.service.d/idle.conf' <<UNIT
 [Service]
 ExecStart=
@@ -53,6 +61,12 @@ t_connection_starts_chain() {
     local reply
     reply=$(request) || fail "no reply through the socket"
     assert_contains "$reply" "$MARKER" "reply"
+    # the shipped command line, with /etc/default/llama-cpp applied: flags
+    # split into words, unset flags absent (not empty arguments)
+    local args
+    args=$(python3 -c 'import json, sys; print(" ".join(json.loads(sys.stdin.read())["argv"]))' <<<"$reply")
+    assert_eq "$args" "--host 127.0.0.1 --port 8080 --model /var/lib/llama-cpp/models/model.gguf --threads 4 --batch-size 512 --ctx-size 4096 --temp 0.7 --top-k 40 --top-p 0.9 --repeat-penalty 1.1 --n-gpu-layers 99 --numa distribute --lora /var/lib/llama-cpp/adapters/a.gguf" "llama-server arguments"
+    assert_not_contains "$reply" '""' "empty argument in"
     assert_eq "$(state llama-cpp-proxy.service)" active llama-cpp-proxy.service
     assert_eq "$(state llama-cpp.service)" active llama-cpp.service
 }
