@@ -177,7 +177,9 @@ do_uninstall() {
         esac
     done
     rm -f "$MANIFEST"
-    rmdir "$MANIFEST_DIR" 2>/dev/null || true
+    # Directories only this script created, removed only when empty (a
+    # PREFIX shared with install.sh or /usr/local keeps its content).
+    rmdir "$MANIFEST_DIR" "${MANIFEST_DIR%/*}" "$PREFIX" 2>/dev/null || true
     if systemd_running; then systemctl daemon-reload; fi
 }
 
