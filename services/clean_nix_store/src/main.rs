@@ -30,21 +30,43 @@ static SPEC: WorkerSpec = WorkerSpec {
     landlock: ruleset,
 };
 
-/// What `nix-collect-garbage -d` touches: the store and its state (read,
-/// write, and execute: on NixOS the program itself lives in the store), the
-/// program and the system libraries (Debian), nix.conf, the dynamic linker's
-/// cache and NSS files in /etc, /proc for runtime roots, /dev/null for stdin.
+/// What `nix-collect-garbage -d` touches (traced with strace in the test
+/// container): the store and its state (read, write, and execute: on NixOS
+/// the program itself lives in the store), the program and the system
+/// libraries (Debian), the few files in /etc that nix and its libraries
+/// read at start, /proc (its own maps and mount namespace, /proc/stat, and
+/// the runtime-root scan), the CPU count, /dev/null for stdin and
+/// /dev/urandom. Not the rest of /etc: root can read /etc/shadow, this
+/// action has no reason to.
 fn ruleset(config: &Config) -> Ruleset {
-    Ruleset::new(vec![
+    let mut rules = vec![
         PathRule::full("/nix"),
         // Optional: a missing program should be a clear error per request
         // ("cannot run ..."), not a service that fails to start.
         PathRule::rx(config.nix_collect_garbage()).optional(),
         PathRule::rx("/usr").optional(),
-        PathRule::ro("/etc"),
         PathRule::ro("/proc"),
         PathRule::rw("/dev/null"),
-    ])
+        PathRule::ro("/dev/urandom"),
+        PathRule::ro("/sys/devices/system/cpu/online").optional(),
+    ];
+    // Each may be absent on one distribution or the other; on NixOS most
+    // are links into the store, which /nix already covers.
+    for f in [
+        "/etc/nix",
+        "/etc/xdg/nix",
+        "/etc/passwd",
+        "/etc/group",
+        "/etc/nsswitch.conf",
+        "/etc/ld.so.cache",
+        "/etc/ld.so.preload",
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/gnutls",
+        "/etc/localtime",
+    ] {
+        rules.push(PathRule::ro(f).optional());
+    }
+    Ruleset::new(rules)
 }
 
 const ENV: [(&str, &str); 4] = [
