@@ -35,8 +35,8 @@ invocation() { sb systemctl show -P InvocationID "$1"; }
 # The allow-list is read by the dispatcher and by the action service at
 # start: stop both so the next request starts them with it.
 configure() {
-    set_config "$1"
-    sb systemctl stop luminous-healing-restart_service.service
+    set_config "$1" 2>/dev/null
+    sb systemctl stop luminous-healing-restart_service.service 2>/dev/null
 }
 
 configure "[actions.restart_service]

@@ -27,6 +27,7 @@ env | sort > $d/env
 case "$(cat $d/mode 2>/dev/null)" in
 fail) echo "error: no previous generation" >&2; exit 1 ;;
 hang) sleep 300 & echo $! > $d/child.pid; echo $$ > $d/self.pid; echo "switching..."; wait ;;
+loud) echo FIRST; seq 1 100000 | sed 's/^/building unit line /'; echo LAST ;;
 *) echo "stopping the following units: nothing"; echo "activating the configuration..." ;;
 esac
 EOF
@@ -87,6 +88,18 @@ t_timeout_kills_the_whole_process_group() {
     configure ""
 }
 
+t_long_output_is_cut_in_the_middle_and_fits_one_read() {
+    echo loud | sb tee "$DIR/mode" >/dev/null
+    local r
+    r=$(request --id rb-loud rollback_generation)
+    [ "${#r}" -lt 65536 ] || fail "reply of ${#r} bytes does not fit the v1 client's single read"
+    assert_eq "$(jfield success <<<"$r")" true "${r:0:300}"
+    # The start and the end (where nixos-rebuild's verdict is) are kept.
+    assert_contains "$(jfield output <<<"$r")" "FIRST"
+    assert_contains "$(jfield output <<<"$r")" "bytes of output omitted"
+    assert_contains "$(jfield output <<<"$r")" "LAST"
+}
+
 t_parameters_are_refused_and_nothing_runs() {
     sb rm -f "$DIR/argv"
     local r
@@ -119,6 +132,7 @@ run_case standin_records_exactly_switch_rollback t_standin_records_exactly_switc
 run_case environment_is_fixed_not_inherited t_environment_is_fixed_not_inherited
 run_case failure_reports_exit_status_and_output t_failure_reports_exit_status_and_output
 run_case timeout_kills_the_whole_process_group t_timeout_kills_the_whole_process_group
+run_case long_output_cut_in_the_middle_fits_one_read t_long_output_is_cut_in_the_middle_and_fits_one_read
 run_case parameters_are_refused_and_nothing_runs t_parameters_are_refused_and_nothing_runs
 run_case runs_with_declared_capabilities_and_scoped_signals t_runs_with_the_declared_capabilities_and_scoped_signals
 finish
