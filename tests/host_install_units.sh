@@ -27,7 +27,8 @@ t_installs() {
             enabled*) fail "$u was enabled by the installer" ;;
         esac
     done
-    assert_contains "$(sb systemctl cat clamav-daemon.service 2>/dev/null || sb cat /etc/systemd/system/clamav-daemon.service.d/hardening.conf)" "CapabilityBoundingSet=" "clamav-daemon drop-in"
+    assert_contains "$(sb systemctl show -P DropInPaths clamav-daemon.service)" \
+        /etc/systemd/system/clamav-daemon.service.d/hardening.conf "clamav-daemon drop-in"
     assert_eq "$(sb test -f /etc/tmpfiles.d/luminous-host.conf && echo yes)" yes tmpfiles.d
     [ -z "$(sb grep -rl '@[A-Z]*@' /etc/systemd/system /etc/tmpfiles.d)" ] || fail "placeholders left"
     assert_contains "$(sb systemctl show -P ExecStart llama-cpp.service)" "/opt/luminous-healing/bin/llama-server" "@BINDIR@ substituted"
