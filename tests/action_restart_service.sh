@@ -85,6 +85,10 @@ t_invalid_names_are_refused_and_nothing_restarts() {
         assert_eq "$(jfield success <<<"$r")" false "name [$name]: $r"
         assert_contains "$(jfield error <<<"$r")" "Invalid parameters" "name [$name]:"
     done
+    # Straight to the action socket, past the dispatcher: validated again.
+    r=$(as_user luminous-healing python3 /src/tests/action_client.py restart_service service="../$UNIT")
+    assert_eq "$(jfield success <<<"$r")" false "$r"
+    assert_contains "$(jfield error <<<"$r")" "not allow"
     assert_eq "$(invocation "$UNIT")" "$before" "InvocationID after refusals:"
 }
 
