@@ -24,8 +24,9 @@ case "$PREFIX" in
         UNITDIR=/etc/systemd/system
         SYSUSERSDIR=/etc/sysusers.d ;;
 esac
-CATALOGDIR=/etc/systemd/catalog
-[ "$PREFIX" = /usr ] && CATALOGDIR=/usr/lib/systemd/catalog
+# journalctl reads catalogs only from /usr/lib and /usr/local/lib; for other
+# prefixes see update_catalog below.
+CATALOGDIR=$PREFIX/lib/systemd/catalog
 CONFDIR=/etc/luminous-healing
 MANIFEST=$CONFDIR/.installed-files
 
@@ -42,6 +43,26 @@ for a in "$@"; do
 done
 
 die() { echo "install.sh: $*" >&2; exit 1; }
+
+# Rebuild the journal's catalog database. Under a prefix journalctl does not
+# search, build it from a scratch root holding the system's catalogs plus
+# ours (journalctl --root), and install the result; a later plain
+# `journalctl --update-catalog` (e.g. a systemd upgrade) drops ours again,
+# which the README says.
+update_catalog() {
+    case "$PREFIX" in
+        /usr|/usr/local) journalctl --update-catalog ;;
+        *)
+            local r; r=$(mktemp -d)
+            mkdir -p "$r/usr/lib/systemd/catalog" "$r/var/lib/systemd/catalog"
+            cp /usr/lib/systemd/catalog/*.catalog "$r/usr/lib/systemd/catalog/" 2>/dev/null || true
+            cp "$CATALOGDIR"/*.catalog "$r/usr/lib/systemd/catalog/" 2>/dev/null || true
+            journalctl --root="$r" --update-catalog
+            mkdir -p /var/lib/systemd/catalog
+            install -m 0644 "$r/var/lib/systemd/catalog/database" /var/lib/systemd/catalog/database
+            rm -rf "$r" ;;
+    esac
+}
 [ "$(id -u)" = 0 ] || die "run as root"
 [ -d /run/systemd/system ] || die "systemd is not running on this host (no /run/systemd/system)"
 
@@ -67,8 +88,8 @@ uninstall() {
     [ "$HOST_UNITS" = 1 ] && "$ROOT/scripts/install-host-units.sh" --uninstall "$ROOT"
     [ "$PURGE" = 1 ] && rm -rf "$CONFDIR"
     systemctl daemon-reload
-    journalctl --update-catalog 2>/dev/null || true
-    echo "luminous-healing uninstalled${PURGE:+}"
+    update_catalog 2>/dev/null || true
+    echo "luminous-healing uninstalled"
 }
 
 if [ "$UNINSTALL" = 1 ]; then uninstall; exit 0; fi
@@ -108,7 +129,7 @@ if [ ! -s "$CONFDIR/secret" ]; then
     echo "created $CONFDIR/secret (0600): give it to the clients that should sign requests"
 fi
 chmod 0600 "$CONFDIR/secret"
-journalctl --update-catalog 2>/dev/null || true
+update_catalog || echo "install.sh: could not update the journal catalog (records are still written)" >&2
 [ "$HOST_UNITS" = 1 ] && PREFIX=$PREFIX UNITDIR=$UNITDIR "$ROOT/scripts/install-host-units.sh" "$ROOT"
 systemctl daemon-reload
 if [ "$ENABLE" = 1 ]; then
