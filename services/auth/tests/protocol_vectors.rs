@@ -1,13 +1,16 @@
 //! The test vectors in docs/protocol.md are checked against the code, so the
 //! document cannot drift from what the dispatcher accepts.
 
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // a test: failing loudly is the point
+
 use healing_auth::{sign, verify};
 use healing_protocol::{parse_request, signing_message};
 use serde_json::Value;
 
 fn vectors() -> Vec<Value> {
     let doc = include_str!("../../../docs/protocol.md");
-    let start = doc.find("```json test-vectors").expect("vector block") + "```json test-vectors".len();
+    let start =
+        doc.find("```json test-vectors").expect("vector block") + "```json test-vectors".len();
     let end = start + doc[start..].find("```").expect("end of vector block");
     serde_json::from_str(&doc[start..end]).expect("vectors are JSON")
 }
@@ -22,8 +25,15 @@ fn every_documented_vector_matches() {
         let req = parse_request(v["request"].clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
         let msg = signing_message(&req).unwrap();
         assert_eq!(msg, v["message"].as_str().unwrap(), "{name}: message");
-        assert_eq!(sign(key, &msg), v["signature"].as_str().unwrap(), "{name}: signature");
-        assert!(verify(key, &msg, req.signature.as_deref().unwrap()), "{name}: verify");
+        assert_eq!(
+            sign(key, &msg),
+            v["signature"].as_str().unwrap(),
+            "{name}: signature"
+        );
+        assert!(
+            verify(key, &msg, req.signature.as_deref().unwrap()),
+            "{name}: verify"
+        );
     }
 }
 
