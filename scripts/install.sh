@@ -118,7 +118,7 @@ for t in "$ROOT"/units/healing/*.in; do
 done
 put 0644 "$ROOT/units/sysusers.d/luminous-healing.conf" "$SYSUSERSDIR/luminous-healing.conf"
 put 0644 "$ROOT/units/catalog/luminous-healing.catalog" "$CATALOGDIR/luminous-healing.catalog"
-for d in "$ROOT"/docs/*.md; do [ -f "$d" ] && put 0644 "$d" "$DOCDIR/$(basename "$d")"; done
+for d in "$ROOT"/docs/*.md "$ROOT"/docs/man/*.md; do [ -f "$d" ] && put 0644 "$d" "$DOCDIR/$(basename "$d")"; done
 mv "$MANIFEST.new" "$MANIFEST"
 
 systemd-sysusers "$SYSUSERSDIR/luminous-healing.conf"
