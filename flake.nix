@@ -67,6 +67,7 @@
         {
           package = self.packages.${pkgs.stdenv.hostPlatform.system}.default;
           vm = pkgs.testers.runNixOSTest (import ./nixos/tests/vm.nix { inherit self; });
+          services-vm = pkgs.testers.runNixOSTest (import ./nixos/tests/services-vm.nix { inherit self; });
           services-eval = pkgs.writeText "luminous-services-eval" (
             builtins.unsafeDiscardStringContext servicesSystem.config.system.build.toplevel.drvPath
           );

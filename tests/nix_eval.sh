@@ -8,7 +8,7 @@
 #     through nixos/tests/eval/stub-lib.nix (shape only: see that file);
 #   - nixos/package.nix's install script, run against a fake build output
 #     and the real units/ and docs/: layout, substitution, no leftovers;
-#   - the VM test's Python (nixos/tests/vm.nix) compiles.
+#   - the VM tests' Python (nixos/tests/vm.nix, services-vm.nix) compiles.
 # What is NOT evaluated here (nixpkgs cannot be fetched on this machine):
 # the module system merge of the modules' config sections, the build, and
 # the VM test; those are the flake's checks (`nix flake check`).
@@ -323,6 +323,16 @@ if nixeval vm-script -E '(import ./nixos/tests/vm.nix { self = null; }).testScri
     fi
     grep -q '"rollback_generation"' "$TMP/vm_test_script.py" && ok "VM test checks the socket of every action" \
         || fail "VM test checks the socket of every action"
+fi
+if nixeval services-vm-script -E '(import ./nixos/tests/services-vm.nix { self = null; }).testScript {
+      nodes.host.services.openssh.package = "/nix/store/eval-only-openssh"; }'; then
+    python3 -c 'import json,sys; open(sys.argv[2], "w").write(json.load(open(sys.argv[1])))' \
+        "$TMP/services-vm-script.json" "$TMP/services_vm_test_script.py"
+    if err=$(python3 -m py_compile "$TMP/services_vm_test_script.py" 2>&1); then
+        ok "host-services VM test script is valid Python"
+    else
+        fail "host-services VM test script is valid Python" "$err"
+    fi
 fi
 
 echo "$passed passed, $failed failed"

@@ -39,6 +39,23 @@
       };
     };
 
+  # A configuration written for the earlier module (inline secretKey, which
+  # still works with a warning), plus a custom socket path and an action
+  # switched off: its socket must not be started at all.
+  nodes.legacy =
+    { ... }:
+    {
+      imports = [ self.nixosModules.default ];
+      services.luminous-healing = {
+        enable = true;
+        socketPath = "/run/heal.sock";
+        secretKey = "legacy-inline-secret";
+        allowedUsers = [ "alice" ];
+        actions.rollback_generation.enable = false;
+      };
+      users.users.alice.isNormalUser = true;
+    };
+
   testScript = ''
     import json
 
@@ -64,6 +81,7 @@
         return journal(matches)
 
 
+    start_all()
     machine.wait_for_unit("sockets.target")
     machine.wait_for_unit("luminous-healing.socket")
 
@@ -148,5 +166,22 @@
         machine.succeed(as_user("alice", f"healctl {SECRET} status"))
 
     print(machine.succeed("systemd-analyze security --no-pager luminous-healing.service | tail -n 1"))
+
+    with subtest("earlier module's options: inline secret, custom socket, disabled action"):
+        legacy.wait_for_unit("sockets.target")
+        sockets = legacy.succeed("systemctl list-sockets --all --full --no-legend --no-pager")
+        assert "/run/heal.sock" in sockets, sockets
+        assert "/run/luminous-healing.sock" not in sockets, sockets
+        assert "luminous-healing-rollback_generation.socket" not in sockets, sockets
+        for action in ACTIONS:
+            if action != "rollback_generation":
+                assert f"luminous-healing-{action}.socket" in sockets, action
+        env = "LUMINOUS_HEALING_SECRET=legacy-inline-secret"
+        response = json.loads(legacy.succeed(f"su -s /bin/sh alice -c '{env} healctl --socket /run/heal.sock --json status'"))
+        assert response["success"] is True, response
+        status, out = legacy.execute(
+            f"su -s /bin/sh alice -c '{env} healctl --socket /run/heal.sock rollback-generation 2>&1'"
+        )
+        assert status == 3 and "Action rollback_generation not allowed" in out, (status, out)
   '';
 }
