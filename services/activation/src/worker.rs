@@ -219,6 +219,15 @@ where
         }
     };
 
+    // Landlock (below ABI 8) confines only the calling thread and what it
+    // starts later: a thread that already exists would stay unconfined.
+    match std::fs::read_dir("/proc/self/task").map(|d| d.count()) {
+        Ok(1) => {}
+        Ok(n) => return fail(format!(
+            "{n} threads exist before landlock is applied; all but this one would stay unconfined"
+        )),
+        Err(e) => return fail(format!("cannot count this process's threads: {e}")),
+    }
     let ruleset = (spec.landlock)(&config);
     let report = match ruleset.restrict_self() {
         Ok(r) => r,
