@@ -83,7 +83,7 @@ in
         enable = true;
         user = cfg.user;
         group = mkDefault (if user == null || user.group == "" then "users" else user.group);
-        ip = "127.0.0.1";
+        ip = mkDefault "127.0.0.1";
         port = backendPort;
         # The token (below) is the credential; no password hash in the store.
         password = mkDefault "";

@@ -108,10 +108,11 @@ in
       };
 
       # On top of the distribution's unit, which already gives clamd a
-      # private /tmp, /dev and network. mkDefault throughout: where the
+      # private /tmp, /dev and network (and only if it exists: a drop-in
+      # alone would become a unit without ExecStart=). mkDefault throughout: where the
       # distribution sets a key itself, its choice stands (and no two
       # definitions conflict when it starts setting one of these).
-      systemd.services.clamav-daemon.serviceConfig = lib.mapAttrs (_: mkDefault) {
+      systemd.services.clamav-daemon.serviceConfig = mkIf config.services.clamav.daemon.enable (lib.mapAttrs (_: mkDefault) {
         # Enough to prepare its run directory and drop to the clamav user
         # when started as root (older modules); nothing when started as
         # clamav (newer ones).
@@ -142,7 +143,7 @@ in
         # Not ~@privileged: the privilege drop (setgroups, setuid) is in it.
         SystemCallFilter = [ "@system-service" ];
         UMask = "0027";
-      };
+      });
 
       systemd.tmpfiles.rules = [ "d /var/log/clamav 0755 clamav clamav -" ];
     })
