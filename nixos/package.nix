@@ -7,6 +7,7 @@
   lib,
   rustPlatform,
   installShellFiles,
+  pandoc,
 }:
 
 let
@@ -38,7 +39,11 @@ rustPlatform.buildRustPackage {
   # vendored sources: no cargoHash to keep in step with Cargo.lock.
   cargoLock.lockFile = ../Cargo.lock;
 
-  nativeBuildInputs = [ installShellFiles ];
+  nativeBuildInputs = [
+    installShellFiles
+    # The man pages are written in markdown (docs/man/NAME.SECTION.md).
+    pandoc
+  ];
 
   postInstall = ''
     # Every directory below is optional (units/ and docs/ grow as the
@@ -111,11 +116,21 @@ rustPlatform.buildRustPackage {
     for f in units/catalog/*.catalog; do
       install -Dm444 -t "$out/lib/systemd/catalog" "$f"
     done
-    for f in docs/*.md; do
+    for f in docs/*.md docs/man/*.md; do
       install -Dm444 -t "$out/share/doc/luminous-healing" "$f"
     done
-    for page in docs/man/*.[1-8]; do
-      installManPage "$page"
+    # docs/man/healctl.1.md -> healctl.1. The page's first line
+    # ("# healctl(1) — what it does") becomes the NAME section that whatis
+    # and apropos read; its "##" sections become the page's sections.
+    for page in docs/man/*.[1-8].md; do
+      base=$(basename "$page" .md)
+      name=''${base%.*}
+      section=''${base##*.}
+      desc=$(sed -n '1s/^# [^ ]* — //p' "$page")
+      { printf '## NAME\n\n%s - %s\n\n' "$name" "$desc"; tail -n +2 "$page"; } \
+        | pandoc --standalone --from markdown --to man --shift-heading-level-by=-1 \
+            --metadata title="$name" --metadata section="$section" --output "$base"
+      installManPage "$base"
     done
 
     shopt -u nullglob

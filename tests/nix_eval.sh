@@ -258,9 +258,11 @@ assert d['pname'] == 'luminous-healing' and d['mainProgram'] == 'healctl', d"
         printf '#!/bin/sh\n' >"$out/bin/$b"
         chmod +x "$out/bin/$b"
     done
-    # nixpkgs' installManPage, reduced to what the script needs.
-    if log=$(out="$out" bash -euo pipefail -c '
+    # nixpkgs' installManPage, reduced to what the script needs; pandoc is
+    # the real one when installed, else a stand-in that keeps the markdown.
+    if log=$(cd "$TMP" && rm -rf src && mkdir src && cp -r "$ROOT"/units "$ROOT"/docs src/ && cd src && out="$out" bash -euo pipefail -c '
         installManPage() { for p in "$@"; do s=${p##*.}; install -Dm444 "$p" "$out/share/man/man$s/$(basename "$p")"; done; }
+        command -v pandoc >/dev/null || pandoc() { local o; while [ $# -gt 0 ]; do [ "$1" = --output ] && o=$2; shift; done; cat > "$o"; }
         source "$1"' _ "$TMP/postInstall.sh" 2>&1); then
         ok "package install script runs against units/ and docs/"
         missing=""
@@ -299,6 +301,13 @@ assert d['pname'] == 'luminous-healing' and d['mainProgram'] == 'healctl', d"
             [ -f "$out/lib/sysusers.d/luminous-healing.conf" ] && ok "sysusers.d installed" \
                 || fail "sysusers.d installed"
         fi
+        pages=""
+        for md in docs/man/*.[1-8].md; do
+            [ -f "$md" ] || continue
+            base=$(basename "$md" .md)
+            [ -f "$out/share/man/man${base##*.}/$base" ] || pages="$pages $base"
+        done
+        [ -z "$pages" ] && ok "man pages built from docs/man/*.md" || fail "man pages built from docs/man/*.md" "missing:$pages"
         if [ -f units/catalog/luminous-healing.catalog ]; then
             [ -f "$out/lib/systemd/catalog/luminous-healing.catalog" ] && ok "journal catalog installed" \
                 || fail "journal catalog installed"

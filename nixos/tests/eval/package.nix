@@ -8,6 +8,7 @@ let
     inherit lib;
     rustPlatform.buildRustPackage = a: a;
     installShellFiles = "installShellFiles";
+    pandoc = "pandoc";
   };
 in
 {
