@@ -30,6 +30,8 @@ sb sh -c 'cat > /srv/standin/llama-server.py' <<'PY'
 import http.server, json, sys, time
 argv = sys.argv[1:]
 time.sleep(2)  # loading the model: the readiness wait must cover this
+if "broken" in argv[argv.index("--model") + 1]:
+    sys.exit("cannot load model")
 host, port = argv[argv.index("--host") + 1], int(argv[argv.index("--port") + 1])
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
@@ -102,9 +104,23 @@ t_restarts_on_demand() {
     assert_eq "$(state llama-cpp.service)" active llama-cpp.service
 }
 
+t_dead_server_fails_fast() {
+    # A server that dies while loading must fail the start at once, not
+    # leave the readiness wait spinning until the 10 min start timeout.
+    wait_for $((IDLE + 15)) all_stopped || fail "server from the previous case still running"
+    sb sh -c 'echo LLAMA_MODEL=/var/lib/llama-cpp/models/broken.gguf >> /etc/default/llama-cpp'
+    local t0=$SECONDS
+    if sb systemctl start llama-cpp.service 2>/dev/null; then fail "start succeeded with a dying server"; fi
+    [ $((SECONDS - t0)) -le 8 ] || fail "start took $((SECONDS - t0)) s to fail"
+    sb systemctl stop llama-cpp.service
+    sb systemctl reset-failed llama-cpp.service
+    sb sed -i '/broken.gguf/d' /etc/default/llama-cpp
+}
+
 run_case only_socket_active_before_any_connection t_only_socket_before
 run_case connection_starts_proxy_and_backend t_connection_starts_chain
 run_case backend_in_private_netns_with_proxy t_backend_isolated
 run_case idle_stops_proxy_and_backend t_idle_stops_everything
 run_case next_connection_starts_it_again t_restarts_on_demand
+run_case server_dying_while_loading_fails_fast t_dead_server_fails_fast
 finish
