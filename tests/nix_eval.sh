@@ -344,5 +344,5 @@ if nixeval services-vm-script -E '(import ./nixos/tests/services-vm.nix { self =
     fi
 fi
 
-echo "$passed passed, $failed failed"
+echo "nix_eval: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

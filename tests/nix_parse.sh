@@ -38,5 +38,5 @@ if [ $((passed + failed)) -eq 0 ]; then
     failed=1
 fi
 
-echo "$passed passed, $failed failed"
+echo "nix_parse: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
