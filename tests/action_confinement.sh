@@ -65,6 +65,7 @@ self_test_case() {
     printf '[Service]\nExecStart=\nExecStart=%s/luminous-healing-%s --self-test-landlock %s\n' "$LIBEXEC" "$a" "$probe" \
         | sb tee "$dropin/self-test.conf" >/dev/null
     sb systemctl daemon-reload
+    sb systemctl stop "$svc" 2>/dev/null
     sb systemctl start "$svc" || true
     wait_for 10 sh -c "! $SB run systemctl is-active --quiet $svc"
     out=$(sb journalctl --no-pager -o cat -t "luminous-healing-$a" | grep -E "landlock (self-test|ABI)" | tail -n 2)
@@ -176,6 +177,44 @@ rate_limit = { max = 1000, window_secs = 300 }' 2>/dev/null
 rate_limit = { max = 1000, window_secs = 300 }' 2>/dev/null
 }
 
+# The binary's own fences hold when the unit's do not: a drop-in that widens
+# the bounding set, or one that filters out the landlock syscalls, makes the
+# service refuse to start, with the reason in the journal.
+misconfigured_start() {   # misconfigured_start ACTION DROP-IN-TEXT: prints the journal's reason
+    local a=$1 svc=luminous-healing-$1.service dropin=/run/systemd/system/luminous-healing-$1.service.d
+    sb mkdir -p "$dropin"
+    printf '[Service]\n%s\n' "$2" | sb tee "$dropin/widen.conf" >/dev/null
+    sb systemctl daemon-reload
+    # an earlier connection may have started it: a running service would not restart
+    sb systemctl stop "$svc" 2>/dev/null
+    if sb systemctl start "$svc" 2>/dev/null; then echo "STARTED"; fi
+    sb journalctl --no-pager -o cat -t "luminous-healing-$a" | grep -E "refusing to run" | tail -n 1
+    sb rm -rf "$dropin"; sb systemctl daemon-reload; sb systemctl reset-failed "$svc" 2>/dev/null || true
+}
+
+t_extra_capability_in_the_unit_is_refused() {
+    local out
+    out=$(misconfigured_start adjust_swappiness 'CapabilityBoundingSet=CAP_SYS_ADMIN')
+    assert_not_contains "$out" STARTED
+    assert_contains "$out" "declared capabilities are (none)"
+    assert_contains "$out" "bounding set holds more: CAP_SYS_ADMIN"
+    out=$(misconfigured_start kill_process 'CapabilityBoundingSet=CAP_KILL CAP_NET_ADMIN
+AmbientCapabilities=CAP_KILL CAP_NET_ADMIN')
+    assert_not_contains "$out" STARTED
+    assert_contains "$out" "effective set holds more: CAP_NET_ADMIN"
+    # and the service still works once the drop-in is gone
+    local r; r=$(request kill_process pid=4000000 signal=TERM)
+    assert_contains "$(jfield error <<<"$r")" "no process with pid 4000000"
+}
+
+t_landlock_unavailable_is_refused() {
+    local out
+    out=$(misconfigured_start clear_system_cache 'SystemCallFilter=
+SystemCallFilter=@system-service')
+    assert_not_contains "$out" STARTED
+    assert_contains "$out" "refusing to run without it"
+}
+
 # Frozen before it accepts, then killed: the request waits in the socket's
 # backlog (systemd owns the listening socket) and the restarted service
 # answers it; nothing is lost.
@@ -218,5 +257,7 @@ run_case refused_uids_root_and_others_every_action t_refused_uids
 run_case killed_mid_request_clear_error_then_restarts_stand_in_cpu_tree t_killed_mid_request_clear_error_then_restarts
 run_case killed_before_accept_queued_request_is_served t_killed_before_accept_queued_request_is_served
 run_case timeout_answers_then_idle_exit_then_restart_stand_in_cpu_tree t_timeout_then_idle_exit_then_restart
+run_case extra_capability_in_the_unit_is_refused_at_start t_extra_capability_in_the_unit_is_refused
+run_case landlock_syscalls_filtered_out_is_refused_at_start t_landlock_unavailable_is_refused
 run_case root_without_cap_kill_cannot_signal_another_user t_root_without_cap_kill_cannot_signal_another_user
 finish
