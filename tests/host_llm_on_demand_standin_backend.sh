@@ -9,6 +9,7 @@
 # shipped ones, unchanged but for the proxy's idle time (3 s).
 LH_NEEDS_BUILD=0
 . "$(dirname "$0")/lib.sh"
+[ -x /usr/lib/systemd/systemd-socket-proxyd ] || die "missing /usr/lib/systemd/systemd-socket-proxyd: apt-get install -y systemd"
 
 MARKER=/srv/standin/llama-server.py
 IDLE=3

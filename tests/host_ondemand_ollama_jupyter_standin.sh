@@ -13,6 +13,7 @@
 # themselves are the shipped ones; only the proxies' idle time is cut to 3 s.
 LH_NEEDS_BUILD=0
 . "$(dirname "$0")/lib.sh"
+[ -x /usr/lib/systemd/systemd-socket-proxyd ] || die "missing /usr/lib/systemd/systemd-socket-proxyd: apt-get install -y systemd"
 
 IDLE=3
 TOKEN="tok-$$-$RANDOM"
