@@ -240,6 +240,27 @@ assert s["development"]["jupyter"]["tokenFile"]["default"] == "/etc/credstore/ju
 assert s["monitoring"]["listenAddress"]["default"] == "127.0.0.1"'
 fi
 
+# --- flake.nix outputs ------------------------------------------------------------
+if nixeval flake nixos/tests/eval/flake.nix; then
+    check "flake: packages.<system>.default, nixosModules.default/services, checks with the VM tests" "$TMP/flake.json" "
+for system in ['x86_64-linux', 'aarch64-linux']:
+    assert 'default' in d['packages'][system], d['packages']
+    assert d['checks'][system] == {'package': 'package', 'vm': 'nixos-test', 'services-vm': 'nixos-test',
+                                   'services-eval': 'text'}, d['checks'][system]
+assert {'default', 'services'} <= set(d['nixosModules']), d['nixosModules']
+assert d['servicesModule'] == '$ROOT/nixos/services', d['servicesModule']
+assert d['vmTest'] == {'type': 'nixos-test', 'name': 'luminous-healing', 'nodes': ['legacy', 'machine']}, d['vmTest']
+assert d['servicesVmTest']['nodes'] == ['host'], d['servicesVmTest']
+assert d['servicesEval'].endswith('.drv'), d['servicesEval']
+assert d['inputs'] == ['nixpkgs'], d['inputs']"
+    check "flake: nixosModules.default imports the module and defaults the package to the flake's own, per platform" "$TMP/flake.json" "
+m = d['defaultModule']
+assert m['imports'] == ['$ROOT/nixos/luminous-healing.nix'], m
+p = m['package']
+assert p['_type'] == 'override' and p['priority'] == 1000, p
+assert p['content'] == {'type': 'package', 'system': 'aarch64-linux'}, p"
+fi
+
 # --- package.nix install script -----------------------------------------------
 if nixeval package nixos/tests/eval/package.nix; then
     check "package version and lock come from the workspace" "$TMP/package.json" "

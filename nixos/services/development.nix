@@ -49,7 +49,8 @@ in
       default = "/etc/credstore/jupyter-token";
       description = ''
         Root-only file holding the access token, loaded as the credential
-        `jupyter-token`. With luminous.services.system.credstore enabled,
+        `jupyter-token`. jupyter_server takes the file's content verbatim:
+        write it without a trailing newline. With luminous.services.system.credstore enabled,
         a random token is created there on first boot if the file is absent.
       '';
     };

@@ -17,6 +17,9 @@ rec {
     default = false;
     description = "Whether to enable ${name}.";
   };
+  # The representation nixpkgs uses, so a test can see the priority.
+  mkOverride = priority: content: { _type = "override"; inherit priority content; };
+  mkDefault = mkOverride 1000;
   literalExpression = text: { _type = "literalExpression"; inherit text; };
 
   optionalAttrs = cond: attrs: if cond then attrs else { };
