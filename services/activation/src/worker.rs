@@ -223,9 +223,11 @@ where
     // starts later: a thread that already exists would stay unconfined.
     match std::fs::read_dir("/proc/self/task").map(|d| d.count()) {
         Ok(1) => {}
-        Ok(n) => return fail(format!(
+        Ok(n) => {
+            return fail(format!(
             "{n} threads exist before landlock is applied; all but this one would stay unconfined"
-        )),
+        ))
+        }
         Err(e) => return fail(format!("cannot count this process's threads: {e}")),
     }
     let ruleset = (spec.landlock)(&config);
