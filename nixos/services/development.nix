@@ -110,6 +110,10 @@ in
           # files: the home stays writable, the rest of the system does not.
           ProtectHome = false;
           ReadWritePaths = [ home ];
+          # The user is a real login user: RemoveIPC= would delete the IPC
+          # objects of all their other processes (desktop session included)
+          # whenever Jupyter stops.
+          RemoveIPC = false;
           DevicePolicy = "closed";
           DeviceAllow = config.luminous.services.ml.gpuDevices;
           SupplementaryGroups = [ "video" ];

@@ -181,6 +181,9 @@ in
           # Reading every user's files needs CAP_DAC_READ_SEARCH, not root.
           User = "clamav";
           Group = "clamav";
+          # clamd runs as clamav too: RemoveIPC= at the end of a scan would
+          # reach into the daemon's IPC objects.
+          RemoveIPC = false;
           AmbientCapabilities = [ "CAP_DAC_READ_SEARCH" ];
           CapabilityBoundingSet = [ "CAP_DAC_READ_SEARCH" ];
           LogsDirectory = "clamav";
