@@ -19,10 +19,10 @@ rustPlatform.buildRustPackage {
   pname = "luminous-healing";
   inherit (workspace.workspace.package) version;
 
-  # Only what the build and the install step read: editing nixos/, tests/ or
-  # scripts/ must not change the package's hash and force a rebuild of
-  # every host. maybeMissing because units/ and docs/ are filled by other
-  # parts of the project and a half-populated checkout should still build.
+  # Only what the build, its tests and the install step read (docs/ too:
+  # the protocol test vectors are read from docs/protocol.md). Editing
+  # nixos/, tests/ or scripts/ must not change the package's hash and force
+  # a rebuild of every host.
   src = fs.toSource {
     root = ../.;
     fileset = fs.unions [
