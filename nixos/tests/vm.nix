@@ -63,6 +63,11 @@
     SECRET = "--secret-file /etc/luminous-healing/secret"
 
 
+    # From the system profile, as a user's shell finds it; absolute, because
+    # su without --login may reset PATH.
+    HEALCTL = "/run/current-system/sw/bin/healctl"
+
+
     def as_user(user, cmd):
         return f"su -s /bin/sh {user} -c '{cmd}'"
 
@@ -112,7 +117,7 @@
         machine.fail("systemctl is-active luminous-healing.service")
 
     with subtest("an allowed user gets status, and it is audited"):
-        response = json.loads(machine.succeed(as_user("alice", f"healctl {SECRET} --json status")))
+        response = json.loads(machine.succeed(as_user("alice", f"{HEALCTL} {SECRET} --json status")))
         assert response["success"] is True, response
         uid = machine.succeed("id -u alice").strip()
         entries = audit(f"HEALING_REQUEST_ID={response['request_id']}")
@@ -128,7 +133,7 @@
         show = "systemctl show -p InvocationID --value healing-target.service"
         before = machine.succeed(show).strip()
         response = json.loads(
-            machine.succeed(as_user("alice", f"healctl {SECRET} --json restart-service healing-target.service"))
+            machine.succeed(as_user("alice", f"{HEALCTL} {SECRET} --json restart-service healing-target.service"))
         )
         assert response["success"] is True, response
         machine.wait_for_unit("healing-target.service")
@@ -139,14 +144,14 @@
     # healctl's exit status: 3 refused (authentication, policy,
     # parameters), 5 could not talk to the service.
     with subtest("a unit outside the allow-list is denied, and audited"):
-        status, out = machine.execute(as_user("alice", f"healctl {SECRET} restart-service sshd.service 2>&1"))
+        status, out = machine.execute(as_user("alice", f"{HEALCTL} {SECRET} restart-service sshd.service 2>&1"))
         assert status == 3 and "Unit sshd.service not allowed" in out, (status, out)
         entries = audit("HEALING_ACTION=restart_service HEALING_OUTCOME=denied")
         assert any("sshd.service" in e.get("HEALING_PARAMETERS", "") for e in entries), entries
 
     with subtest("a wrong secret is refused as an invalid signature"):
         machine.succeed("echo not-the-secret > /tmp/wrong && chmod 0644 /tmp/wrong")
-        status, out = machine.execute(as_user("alice", "healctl --secret-file /tmp/wrong status 2>&1"))
+        status, out = machine.execute(as_user("alice", f"{HEALCTL} --secret-file /tmp/wrong status 2>&1"))
         assert status == 3 and "Invalid signature" in out, (status, out)
         entries = audit("HEALING_ACTION=status HEALING_OUTCOME=denied")
         assert any("signature" in e.get("HEALING_REASON", "").lower() for e in entries), entries
@@ -156,14 +161,14 @@
         # Even holding the secret, mallory cannot reach the dispatcher: the
         # socket is 0660 root:luminous-healing.
         machine.succeed("install -m 0644 /etc/luminous-healing/secret /tmp/leaked")
-        status, out = machine.execute(as_user("mallory", "healctl --secret-file /tmp/leaked status 2>&1"))
+        status, out = machine.execute(as_user("mallory", f"{HEALCTL} --secret-file /tmp/leaked status 2>&1"))
         assert status == 5 and "Permission denied" in out, (status, out)
         machine.succeed("rm /tmp/leaked")
 
     with subtest("the dispatcher exits when idle and comes back on demand"):
         machine.wait_until_fails("systemctl is-active luminous-healing.service", timeout=60)
         machine.succeed("systemctl is-active luminous-healing.socket")
-        machine.succeed(as_user("alice", f"healctl {SECRET} status"))
+        machine.succeed(as_user("alice", f"{HEALCTL} {SECRET} status"))
 
     print(machine.succeed("systemd-analyze security --no-pager luminous-healing.service | tail -n 1"))
 
@@ -177,10 +182,10 @@
             if action != "rollback_generation":
                 assert f"luminous-healing-{action}.socket" in sockets, action
         env = "LUMINOUS_HEALING_SECRET=legacy-inline-secret"
-        response = json.loads(legacy.succeed(f"su -s /bin/sh alice -c '{env} healctl --socket /run/heal.sock --json status'"))
+        response = json.loads(legacy.succeed(f"su -s /bin/sh alice -c '{env} {HEALCTL} --socket /run/heal.sock --json status'"))
         assert response["success"] is True, response
         status, out = legacy.execute(
-            f"su -s /bin/sh alice -c '{env} healctl --socket /run/heal.sock rollback-generation 2>&1'"
+            f"su -s /bin/sh alice -c '{env} {HEALCTL} --socket /run/heal.sock rollback-generation 2>&1'"
         )
         assert status == 3 and "Action rollback_generation not allowed" in out, (status, out)
   '';
