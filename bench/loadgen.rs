@@ -1,0 +1,116 @@
+//! Load generator for scripts/bench: sends pre-built request lines over a
+//! Unix socket and prints one latency per request.
+//!
+//!   lh-bench-load SOCKET REQFILE CLIENTS [--check]
+//!
+//! Requests are signed ahead of time by bench/driver.py so that neither HMAC
+//! nor JSON building in the client lands inside the timed interval: what is
+//! timed is connect + write + read-to-EOF, i.e. what the server and the
+//! kernel cost. Written against std only so that it builds with a bare
+//! `rustc` and adds nothing to the workspace.
+//!
+//! Output: "wall_ns W ok K bad B" then one "index latency_ns" line per
+//! request. --check counts a reply as bad unless it says "success": true,
+//! so a rate-limited or refused request can never pass as a fast one.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn one(path: &str, req: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut s = UnixStream::connect(path)?;
+    // A server that never answers must fail the bench, not hang it.
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    // Like the v1 client: one write, no newline, no shutdown of the write side.
+    s.write_all(req)?;
+    let mut buf = Vec::with_capacity(4096);
+    // Every server under test closes after its one reply, so EOF marks the end
+    // of the reply for all of them alike.
+    s.read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+fn succeeded(reply: &[u8]) -> bool {
+    let t = String::from_utf8_lossy(reply);
+    t.contains("\"success\":true") || t.contains("\"success\": true")
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() < 4 {
+        eprintln!("usage: lh-bench-load SOCKET REQFILE CLIENTS [--check]");
+        std::process::exit(2);
+    }
+    let path = Arc::new(args[1].clone());
+    let text = std::fs::read(&args[2]).unwrap_or_else(|e| {
+        eprintln!("lh-bench-load: {}: {e}", args[2]);
+        std::process::exit(2)
+    });
+    let reqs: Arc<Vec<Vec<u8>>> = Arc::new(
+        text.split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect(),
+    );
+    let clients: usize = args[3].parse().unwrap_or(1).max(1);
+    let check = args.iter().any(|a| a == "--check");
+
+    let next = Arc::new(AtomicUsize::new(0));
+    let lat = Arc::new(Mutex::new(vec![0u64; reqs.len()]));
+    let bad = Arc::new(AtomicUsize::new(0));
+    let first_bad: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+    let start = Instant::now();
+    let threads: Vec<_> = (0..clients)
+        .map(|_| {
+            let (path, reqs, next, lat, bad, first_bad) = (
+                Arc::clone(&path),
+                Arc::clone(&reqs),
+                Arc::clone(&next),
+                Arc::clone(&lat),
+                Arc::clone(&bad),
+                Arc::clone(&first_bad),
+            );
+            std::thread::spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= reqs.len() {
+                    break;
+                }
+                let t0 = Instant::now();
+                let r = one(&path, &reqs[i]);
+                let ns = t0.elapsed().as_nanos() as u64;
+                let ok = match &r {
+                    Ok(reply) => !reply.is_empty() && (!check || succeeded(reply)),
+                    Err(_) => false,
+                };
+                if !ok {
+                    bad.fetch_add(1, Ordering::Relaxed);
+                    let mut fb = first_bad.lock().unwrap_or_else(|e| e.into_inner());
+                    if fb.is_none() {
+                        *fb = Some(match r {
+                            Ok(reply) => String::from_utf8_lossy(&reply).into_owned(),
+                            Err(e) => format!("I/O error: {e}"),
+                        });
+                    }
+                }
+                lat.lock().unwrap_or_else(|e| e.into_inner())[i] = ns;
+            })
+        })
+        .collect();
+    for t in threads {
+        let _ = t.join();
+    }
+    let wall = start.elapsed().as_nanos();
+    let nbad = bad.load(Ordering::Relaxed);
+    if let Some(fb) = first_bad.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        let cut: String = fb.chars().take(400).collect();
+        eprintln!("lh-bench-load: first bad reply: {cut}");
+    }
+    let out = std::io::stdout();
+    let mut out = std::io::BufWriter::new(out.lock());
+    let _ = writeln!(out, "wall_ns {wall} ok {} bad {nbad}", reqs.len() - nbad);
+    for (i, ns) in lat.lock().unwrap_or_else(|e| e.into_inner()).iter().enumerate() {
+        let _ = writeln!(out, "{i} {ns}");
+    }
+}
