@@ -85,7 +85,7 @@ uninstall() {
         rm -f "$MANIFEST"
     fi
     rmdir "$LIBEXECDIR" "$DOCDIR" 2>/dev/null || true
-    [ "$HOST_UNITS" = 1 ] && "$ROOT/scripts/install-host-units.sh" --uninstall "$ROOT"
+    [ "$HOST_UNITS" = 1 ] && PREFIX=$PREFIX UNITDIR=$UNITDIR "$ROOT/scripts/install-host-units.sh" --uninstall "$ROOT"
     [ "$PURGE" = 1 ] && rm -rf "$CONFDIR"
     systemctl daemon-reload
     update_catalog 2>/dev/null || true
