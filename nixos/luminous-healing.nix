@@ -153,6 +153,19 @@ let
     else
       null;
 
+  # The journal catalog database with the explanations `journalctl -x`
+  # shows: systemd's own catalogs, those of every systemd.packages entry
+  # (this package's among them), compiled at build time.
+  journalCatalog =
+    pkgs.runCommand "journal-catalog-database" { nativeBuildInputs = [ config.systemd.package ]; }
+      ''
+        bash ${./lib/journal-catalog.sh} "$out" ${
+          lib.escapeShellArgs (
+            map (p: "${p}/lib/systemd/catalog") (lib.unique ([ config.systemd.package ] ++ config.systemd.packages))
+          )
+        }
+      '';
+
   enabledActions = builtins.filter (a: cfg.actions.${a}.enable) actionNames;
 
   # The earlier module let the dispatcher's user be renamed; the action
@@ -281,6 +294,21 @@ in
       '';
     };
 
+    journalCatalog = mkOption {
+      type = types.bool;
+      default = true;
+      description = ''
+        Install a journal catalog database that includes the executor's
+        entries, so `journalctl -x` explains its audit records. NixOS keeps
+        no catalog sources where `journalctl --update-catalog` looks, so the
+        database is compiled at build time from systemd's catalogs and
+        those of every package in systemd.packages, and linked to
+        /var/lib/systemd/catalog/database by a oneshot service ordered after
+        systemd's own catalog update. Turn off if something else manages
+        that file.
+      '';
+    };
+
     configFile = mkOption {
       type = types.path;
       readOnly = true;
@@ -346,6 +374,36 @@ in
     environment.etc."luminous-healing/config.toml".source = configFile;
 
     systemd.packages = [ cfg.package ];
+
+    # A service rather than a tmpfiles rule: systemd's own
+    # systemd-journal-catalog-update.service may rebuild the database at boot
+    # (replacing a link with systemd's entries only), so the link is set
+    # after it, and again whenever the database changes (restartTriggers).
+    systemd.services.luminous-healing-journal-catalog = mkIf cfg.journalCatalog {
+      description = "Journal catalog database with the luminous-healing entries";
+      wantedBy = [ "multi-user.target" ];
+      after = [ "systemd-journal-catalog-update.service" ];
+      restartTriggers = [ journalCatalog ];
+      serviceConfig = {
+        Type = "oneshot";
+        RemainAfterExit = true;
+        # Creates /var/lib/systemd/catalog if needed, and is the one
+        # writable place under ProtectSystem=strict.
+        StateDirectory = "systemd/catalog";
+        StateDirectoryMode = "0755";
+        ExecStart = "${pkgs.coreutils}/bin/ln -sfn ${journalCatalog} /var/lib/systemd/catalog/database";
+        CapabilityBoundingSet = [ "" ];
+        NoNewPrivileges = true;
+        ProtectSystem = "strict";
+        ProtectHome = true;
+        PrivateTmp = true;
+        PrivateDevices = true;
+        PrivateNetwork = true;
+        RestrictAddressFamilies = [ "none" ];
+        SystemCallArchitectures = "native";
+        SystemCallFilter = [ "@system-service" ];
+      };
+    };
 
     systemd.sockets =
       {

@@ -205,7 +205,7 @@ assert h["allowedUsers"] == {"type": "listOf", "default": []}, h["allowedUsers"]
 assert h["secretKey"]["type"] == "nullOr", h["secretKey"]'
     check "services.luminous-healing declares the new options" "$TMP/options.json" '
 h = d["healing"]
-for name in ["secretKeyFile", "package", "actions", "idleTimeout", "protocols", "settings"]:
+for name in ["secretKeyFile", "package", "actions", "idleTimeout", "protocols", "settings", "journalCatalog"]:
     assert name in h, name
 assert h["idleTimeout"]["default"] == 60 and h["protocols"]["default"] == ["v1", "v2"], h
 assert h["protocols"]["type"] == "nonEmptyListOf", h["protocols"]'
@@ -340,6 +340,28 @@ assert d['pname'] == 'luminous-healing' and d['mainProgram'] == 'healctl', d"
     else
         fail "package install script runs against units/ and docs/" "$log"
     fi
+fi
+
+# --- lib/journal-catalog.sh: the catalog database the module links in -----------
+if ! command -v journalctl >/dev/null 2>&1; then
+    fail "journal catalog database includes the executor's entries" "journalctl not found: apt-get install -y systemd"
+elif out=$(bash nixos/lib/journal-catalog.sh "$TMP/catalog.db" /usr/lib/systemd/catalog units/catalog /nonexistent 2>&1); then
+    mkdir -p "$TMP/catroot/var/lib/systemd/catalog"
+    cp "$TMP/catalog.db" "$TMP/catroot/var/lib/systemd/catalog/database"
+    listed=$(journalctl --root="$TMP/catroot" --list-catalog 2>&1)
+    missing=""
+    for id in $(sed -n 's/^-- \([0-9a-f]\{32\}\).*/\1/p' units/catalog/*.catalog); do
+        grep -q "^$id " <<<"$listed" || missing="$missing $id"
+    done
+    # and systemd's own entries survive (e.g. "unit started"), when the
+    # machine has them
+    if ls /usr/lib/systemd/catalog/systemd.catalog >/dev/null 2>&1; then
+        grep -q '^39f53479d3a045ac8e11786248231fbf ' <<<"$listed" || missing="$missing systemd:39f53479d3a045ac8e11786248231fbf"
+    fi
+    [ -z "$missing" ] && ok "journal catalog database includes the executor's entries and systemd's" \
+        || fail "journal catalog database includes the executor's entries and systemd's" "missing:$missing"
+else
+    fail "journal catalog database includes the executor's entries" "$out"
 fi
 
 # --- the VM test's Python ------------------------------------------------------

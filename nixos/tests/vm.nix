@@ -110,6 +110,10 @@
         creds = [l for l in unit.splitlines() if l.startswith("LoadCredential=")]
         assert creds[-2:] == ["LoadCredential=", "LoadCredential=secret:/etc/luminous-healing/secret"], creds
         machine.succeed("grep -F healing-target.service /etc/luminous-healing/config.toml")
+        # journalctl -x can explain the audit records (catalog compiled in).
+        catalog = machine.succeed("journalctl --list-catalog")
+        for message_id in ["f35f5bd52b974b76b3886613cc06b638", "f93433f8a0d54625bb05ee63e832c15c"]:
+            assert message_id in catalog, message_id
         # The executor needs no sudo, and the module must not add any.
         machine.fail("grep -rq luminous-healing /etc/sudoers")
 
