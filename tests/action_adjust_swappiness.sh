@@ -6,8 +6,9 @@ export SDSANDBOX_API_VFS_WRITABLE=1
 source "$(dirname "$0")/lib.sh"
 # vm.swappiness is one value for the whole machine: two runs of this test at
 # once (two sessions, two worktrees) would each "restore" the other's
-# temporary value. Serialize them before reading the original.
-exec 9> /tmp/luminous-healing-swappiness-test.lock
+# temporary value. Serialize them before reading the original; anything
+# else that changes it on purpose (scripts/bench) should take the same lock.
+exec 9> /tmp/luminous-healing-swappiness.lock
 flock 9
 ORIGINAL=$(cat /proc/sys/vm/swappiness)
 # Restored from the host side whatever happens to the container.
