@@ -27,15 +27,24 @@ DISPATCHER_SOCK = "/run/luminous-healing.sock"
 BENCH_DIR = "/run/lh-bench"
 TMP = "/tmp/lh-bench"
 
-N_WARM = int(os.environ.get("BENCH_N", "3000"))
-N_CONC = int(os.environ.get("BENCH_CONC_N", "4000"))
+def knob(name, default, least):
+    """A count from the environment; too small a value would leave a table
+    without samples rather than say why."""
+    v = os.environ.get(name, str(default))
+    if not v.isdigit() or int(v) < least:
+        sys.exit(f"bench: {name}={v!r}: needs a whole number of at least {least}")
+    return int(v)
+
+
+N_WARM = knob("BENCH_N", 3000, 50)
+N_CONC = knob("BENCH_CONC_N", 4000, 50)
 # The dispatcher as installed rewrites its whole state file on every request
 # and the file grows by one replay-cache id and two rate-limit timestamps per
 # request, so a run of n requests costs O(n^2): fewer requests keep the bench
 # within its time budget. The in-memory variant gets the full counts.
-N_DISP = int(os.environ.get("BENCH_DISP_N", "1000"))
-CLIENTS = int(os.environ.get("BENCH_CLIENTS", "8"))
-N_COLD = int(os.environ.get("BENCH_COLD", "5"))
+N_DISP = knob("BENCH_DISP_N", 1000, 50)
+CLIENTS = knob("BENCH_CLIENTS", 8, 1)
+N_COLD = knob("BENCH_COLD", 5, 1)
 WARMUP = 50
 # Raised far above anything the bench sends: a rate-limited request would be
 # a fast refusal, not a measurement. The replay cache (MAX_SEEN_IDS 100000)
@@ -141,6 +150,11 @@ def requests(secret, action, params, n):
         out.append(json.dumps({"id": rid, "action": action, "parameters": params,
                                "timestamp": ts, "signature": sign_v1(secret, rid, action, ts)}))
     return out
+
+
+# The units of the path being measured, for the journal excerpt shown when a
+# measurement fails: the reply alone rarely says why a service misbehaved.
+CURRENT_UNITS = []
 
 
 def load(sock, reqs, clients=1, check=True, what=""):
@@ -498,6 +512,7 @@ def main():
     print(f"bench: cold starts ({N_COLD} rounds) ...", file=sys.stderr, flush=True)
     for i in range(N_COLD):
         for t in rotate(targets, i):
+            CURRENT_UNITS[:] = t.units
             t.r.setdefault("cold", []).append(cold_sample(t, secret, t.units))
         if fwd:
             # The dispatcher already running, only the action service starting.
@@ -506,10 +521,12 @@ def main():
     print(f"bench: warm, sequential ({ROUNDS} rounds) ...", file=sys.stderr, flush=True)
     for i in range(ROUNDS):
         for t in rotate(targets, i):
+            CURRENT_UNITS[:] = t.units
             warm_round(t, secret, max(1, t.n_warm // ROUNDS), last=i == ROUNDS - 1)
     print(f"bench: {CLIENTS} clients ({ROUNDS} rounds) ...", file=sys.stderr, flush=True)
     for i in range(ROUNDS):
         for t in rotate(targets, i):
+            CURRENT_UNITS[:] = t.units
             if t.n_conc:
                 conc_round(t, secret, max(CLIENTS, t.n_conc // ROUNDS))
     for t in targets:
@@ -648,4 +665,10 @@ if __name__ == "__main__":
         main()
     except BenchError as e:
         print(f"bench: a measurement could not be taken: {e}", file=sys.stderr)
+        if CURRENT_UNITS:
+            args = ["journalctl", "--no-pager", "-o", "short-precise", "-n", "20"]
+            for u in CURRENT_UNITS:
+                args += ["-u", u]
+            print(f"bench: the journal of {', '.join(CURRENT_UNITS)} ends with:", file=sys.stderr)
+            print(subprocess.run(args, capture_output=True, text=True).stdout, file=sys.stderr)
         sys.exit(1)
