@@ -375,36 +375,6 @@ in
 
     systemd.packages = [ cfg.package ];
 
-    # A service rather than a tmpfiles rule: systemd's own
-    # systemd-journal-catalog-update.service may rebuild the database at boot
-    # (replacing a link with systemd's entries only), so the link is set
-    # after it, and again whenever the database changes (restartTriggers).
-    systemd.services.luminous-healing-journal-catalog = mkIf cfg.journalCatalog {
-      description = "Journal catalog database with the luminous-healing entries";
-      wantedBy = [ "multi-user.target" ];
-      after = [ "systemd-journal-catalog-update.service" ];
-      restartTriggers = [ journalCatalog ];
-      serviceConfig = {
-        Type = "oneshot";
-        RemainAfterExit = true;
-        # Creates /var/lib/systemd/catalog if needed, and is the one
-        # writable place under ProtectSystem=strict.
-        StateDirectory = "systemd/catalog";
-        StateDirectoryMode = "0755";
-        ExecStart = "${pkgs.coreutils}/bin/ln -sfn ${journalCatalog} /var/lib/systemd/catalog/database";
-        CapabilityBoundingSet = [ "" ];
-        NoNewPrivileges = true;
-        ProtectSystem = "strict";
-        ProtectHome = true;
-        PrivateTmp = true;
-        PrivateDevices = true;
-        PrivateNetwork = true;
-        RestrictAddressFamilies = [ "none" ];
-        SystemCallArchitectures = "native";
-        SystemCallFilter = [ "@system-service" ];
-      };
-    };
-
     systemd.sockets =
       {
         luminous-healing = {
@@ -427,8 +397,8 @@ in
         };
       });
 
-    systemd.services =
-      {
+    systemd.services = lib.mkMerge [
+      ({
         luminous-healing = {
           # Socket-activated only: no wantedBy, nothing runs until a request.
           restartTriggers = [ configFile ];
@@ -462,6 +432,39 @@ in
             "${cfg.package}/libexec/luminous-healing/luminous-healing-${a} --dispatcher-uid ${toString config.users.users.${cfg.user}.uid}"
           ];
         }
-      ));
+      )))
+
+      # A service rather than a tmpfiles rule: systemd's own
+      # systemd-journal-catalog-update.service may rebuild the database at boot
+      # (replacing a link with systemd's entries only), so the link is set
+      # after it, and again whenever the database changes (restartTriggers).
+      (mkIf cfg.journalCatalog {
+        luminous-healing-journal-catalog = {
+          description = "Journal catalog database with the luminous-healing entries";
+          wantedBy = [ "multi-user.target" ];
+          after = [ "systemd-journal-catalog-update.service" ];
+          restartTriggers = [ journalCatalog ];
+          serviceConfig = {
+            Type = "oneshot";
+            RemainAfterExit = true;
+            # Creates /var/lib/systemd/catalog if needed, and is the one
+            # writable place under ProtectSystem=strict.
+            StateDirectory = "systemd/catalog";
+            StateDirectoryMode = "0755";
+            ExecStart = "${pkgs.coreutils}/bin/ln -sfn ${journalCatalog} /var/lib/systemd/catalog/database";
+            CapabilityBoundingSet = [ "" ];
+            NoNewPrivileges = true;
+            ProtectSystem = "strict";
+            ProtectHome = true;
+            PrivateTmp = true;
+            PrivateDevices = true;
+            PrivateNetwork = true;
+            RestrictAddressFamilies = [ "none" ];
+            SystemCallArchitectures = "native";
+            SystemCallFilter = [ "@system-service" ];
+          };
+        };
+      })
+    ];
   };
 }

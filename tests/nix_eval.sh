@@ -180,6 +180,77 @@ $(cat "$TMP/config.toml")"
     fi
 fi
 
+# --- the module's config section, rendered for three configurations ------------
+if nixeval render-default nixos/tests/eval/render.nix --arg set '{
+      enable = true; secretKeyFile = "/run/secrets/lh"; allowedUsers = [ "alice" ];
+      actions.restart_service.allowedUnits = [ "nginx.service" ]; }'; then
+    check "module, typical configuration: sockets, drop-ins, users, policy" "$TMP/render-default.json" '
+actions = ["restart_service", "set_cpu_governor", "clear_system_cache", "adjust_swappiness",
+           "kill_process", "restart_network", "clean_nix_store", "rollback_generation"]
+sd = d["systemd"]
+main = sd["sockets"]["luminous-healing"]
+assert main["listenStreams"] == ["", "/run/luminous-healing.sock"], main
+assert main["wantedBy"] == ["sockets.target"] and main["socketConfig"] == {"SocketGroup": "luminous-healing"}, main
+for a in actions:
+    sock = sd["sockets"]["luminous-healing-" + a]
+    assert sock == {"wantedBy": ["sockets.target"],
+                    "socketConfig": {"SocketUser": "luminous-healing", "SocketGroup": "luminous-healing"}}, (a, sock)
+    svc = sd["services"]["luminous-healing-" + a]
+    assert set(svc) == {"restartTriggers"}, (a, svc)   # ExecStart= stays the package one
+disp = sd["services"]["luminous-healing"]
+assert "wantedBy" not in disp, disp
+assert disp["serviceConfig"]["LoadCredential"] == ["", "secret:/run/secrets/lh"], disp
+assert sd["packages"] == ["/nix/store/eval-luminous-healing"], sd["packages"]
+assert d["users"]["users"]["luminous-healing"] == {"isSystemUser": True, "group": "luminous-healing",
+                                                   "description": "luminous-healing dispatcher"}, d["users"]
+assert d["users"]["groups"]["luminous-healing"]["members"] == ["alice"], d["users"]
+toml = d["environment"]["etc"]["luminous-healing/config.toml"]["source"]["value"]
+assert toml["allowed_users"] == ["alice"] and toml["actions"]["restart_service"]["allowed_units"] == ["nginx.service"], toml
+assert all(x["assertion"] for x in d["assertions"]), d["assertions"]
+assert d.get("warnings", []) == [], d.get("warnings")
+assert "security" not in d, "the module must not touch security.* (no sudo rules)"
+cat = sd["services"]["luminous-healing-journal-catalog"]
+assert cat["wantedBy"] == ["multi-user.target"] and cat["after"] == ["systemd-journal-catalog-update.service"], cat'
+fi
+
+if nixeval render-legacy nixos/tests/eval/render.nix --arg uids '{ healer = 990; }' --arg set '{
+      enable = true; secretKey = "inline"; socketPath = "/run/heal.sock"; user = "healer"; group = "ops";
+      actions.rollback_generation.enable = false; journalCatalog = false;
+      settings = { max_connections = 16; }; }'; then
+    check "module, earlier-module configuration: inline secret, custom socket/user/group, disabled action" "$TMP/render-legacy.json" '
+sd = d["systemd"]
+main = sd["sockets"]["luminous-healing"]
+assert main["listenStreams"] == ["", "/run/heal.sock"] and main["socketConfig"]["SocketGroup"] == "ops", main
+assert "luminous-healing-rollback_generation" not in sd["sockets"], sorted(sd["sockets"])
+assert len([n for n in sd["sockets"] if n.startswith("luminous-healing-")]) == 7, sorted(sd["sockets"])
+for name, sock in sd["sockets"].items():
+    if name != "luminous-healing":
+        assert sock["socketConfig"] == {"SocketUser": "healer", "SocketGroup": "ops"}, (name, sock)
+disp = sd["services"]["luminous-healing"]["serviceConfig"]
+assert disp["LoadCredential"] == ["", "secret:/nix/store/eval-luminous-healing-secret"], disp
+assert (disp["User"], disp["Group"]) == ("healer", "ops"), disp
+for name, svc in sd["services"].items():
+    if name.startswith("luminous-healing-"):
+        a = name[len("luminous-healing-"):]
+        assert svc["serviceConfig"]["ExecStart"] == ["",
+            "/nix/store/eval-luminous-healing/libexec/luminous-healing/luminous-healing-%s --dispatcher-uid 990" % a], svc
+assert "luminous-healing-journal-catalog" not in sd["services"]
+assert d["users"]["users"]["healer"]["group"] == "ops", d["users"]
+toml = d["environment"]["etc"]["luminous-healing/config.toml"]["source"]["value"]
+assert toml["max_connections"] == 16 and toml["allowed_groups"] == ["ops"], toml
+assert toml["actions"]["rollback_generation"] == {"enabled": False}, toml["actions"]
+assert all(x["assertion"] for x in d["assertions"]), d["assertions"]
+w = " ".join(d["warnings"])
+assert "secretKey puts the secret in the world-readable" in w and "allowedUnits is unset" in w, d["warnings"]'
+fi
+
+if nixeval render-nosecret nixos/tests/eval/render.nix --arg set '{ enable = true; user = "renamed"; }'; then
+    check "module: no secret, or a renamed user without a uid, fail their assertions" "$TMP/render-nosecret.json" '
+failed = [x["message"] for x in d["assertions"] if not x["assertion"]]
+assert len(failed) == 2, failed
+assert "no secret configured" in failed[0] and "Set users.users.renamed.uid" in failed[1], failed'
+fi
+
 # --- lib/unit-name.nix: allowedUnits grammar ------------------------------------
 if nixeval unit-names -E 'let r = import ./nixos/lib/unit-name.nix; in map (n: { name = n; ok = builtins.match r n != null; }) [
       "nginx.service" "nginx" "getty@tty1.service" "foo\\x2dbar.service" "sshd.socket" "backup.timer"
