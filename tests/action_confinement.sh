@@ -84,6 +84,15 @@ self_test_case() {
     assert_eq "$status" 0 "$a self-test exit status"
 }
 
+t_list_sockets_shows_every_action() {
+    local out a
+    out=$(sb systemctl list-sockets --no-legend --no-pager)
+    for a in $ACTIONS; do
+        grep -qE "^/run/luminous-healing/actions/$a.sock +luminous-healing-$a.socket +luminous-healing-$a.service" <<<"$out" \
+            || fail "$a not listed: $out"
+    done
+}
+
 t_refused_uids() {
     local a r iu
     iu=$(sb id -u intruder)
@@ -246,6 +255,7 @@ t_root_without_cap_kill_cannot_signal_another_user() {
     sb kill -KILL "$victim"
 }
 
+run_case list_sockets_shows_all_eight_action_sockets t_list_sockets_shows_every_action
 for a in $ACTIONS; do
     eval "t_status_$a() { status_case $a; }; t_self_test_$a() { self_test_case $a; }"
     run_case "proc_status_caps_nnp_seccomp_$a" "t_status_$a"
