@@ -2,9 +2,10 @@
 """The measuring half of scripts/bench. It runs INSIDE the throw-away systemd
 container, as root, after scripts/bench has installed the project there.
 
-It sets the bench up (config with raised limits, the baseline echo and the
-old-executor stand-in as socket units), takes every measurement in one run
-and prints the tables. Figures are reported, never judged; the only failure
+It sets the bench up (config with raised limits; as socket units the echo
+baseline, the echo inside the dispatcher unit's sandbox, a second dispatcher
+instance that keeps its state in memory, and the old-executor stand-in),
+takes every measurement in one run and prints the tables. Figures are reported, never judged; the only failure
 is a measurement that could not be taken (exit 1, with what and why).
 
 Latency comes from bench/loadgen.rs (std-only Rust), fed with requests this
@@ -236,7 +237,8 @@ def write_hardened_echo():
     the dispatcher's own code costs."""
     with open(f"/etc/systemd/system/{DISPATCHER}") as f:
         unit = f.read()
-    service = unit.split("[Service]", 1)[1]
+    # Only the [Service] section: a later section must not leak into it.
+    service = unit.split("[Service]", 1)[1].split("\n[", 1)[0]
     skip = ("ExecStart", "Type", "NotifyAccess", "WatchdogSec", "RuntimeDirectory", "Restart",
             "TimeoutStopSec")
     keep = [l for l in service.splitlines() if l.strip() and not l.startswith("#")
