@@ -11,7 +11,9 @@
 #   - secretKeyFile: LoadCredential= reset, then secret:PATH: exactly one
 #     credential, and it is the configured file, not the package default;
 #   - /etc/luminous-healing/config.toml (environment.etc) is what the
-#     dispatcher enforces, with no --config in ExecStart=.
+#     dispatcher enforces, with no --config in ExecStart=;
+#   - the host services' readiness wait (ExecStartPost=) waits for the port
+#     and gives up when the backend dies.
 source "$(dirname "$0")/lib.sh"
 boot
 install_project
@@ -91,7 +93,46 @@ enabled = false'
         || fail "ExecStart= is not the package's own"
 }
 
+# The readiness wait nixos/services/common.nix puts in ExecStartPost= of
+# on-demand backends (llama.cpp, ollama, jupyter), rendered by Nix itself
+# with the container's bash: systemd must hand $$MAINPID to bash, a backend
+# must count as started only once its port answers, and one that dies while
+# loading must fail the start at once.
+wait_for_port() {
+    nix-instantiate --eval --strict --json -E \
+        '(import '"$ROOT"'/nixos/services/common.nix { pkgs.bash = "/usr"; systemd = "/usr"; }).waitForPort '"$1" \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin))'
+}
+WAIT_18080=$(wait_for_port 18080)
+WAIT_18081=$(wait_for_port 18081)
+
+t_wait_for_port() {
+    [ -n "$WAIT_18080" ] && [ -n "$WAIT_18081" ] || fail "could not render waitForPort (nix-instantiate: apt-get install -y nix-bin)"
+    sb mkdir -p /run/systemd/system
+    printf '%s\n' "[Service]
+ExecStart=/usr/bin/python3 -c 'import socket, time; time.sleep(1.5); s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind((\"127.0.0.1\", 18080)); s.listen(); time.sleep(600)'
+ExecStartPost=$WAIT_18080
+TimeoutStartSec=30" | sb tee /run/systemd/system/nix-late-backend.service >/dev/null
+    printf '%s\n' "[Service]
+ExecStart=/bin/sh -c 'sleep 1; exit 3'
+ExecStartPost=$WAIT_18081
+TimeoutStartSec=30" | sb tee /run/systemd/system/nix-dying-backend.service >/dev/null
+    sb systemctl daemon-reload
+    local t0 t1
+    t0=$(date +%s%N)
+    sb systemctl start nix-late-backend.service
+    t1=$(date +%s%N)
+    [ $(( (t1 - t0) / 1000000 )) -ge 1400 ] || fail "started before the port answered ($(( (t1 - t0) / 1000000 )) ms)"
+    sb bash -c 'exec 3<>/dev/tcp/127.0.0.1/18080' || fail "port not answering once started"
+    t0=$(date +%s%N)
+    ! sb systemctl start nix-dying-backend.service 2>/dev/null || fail "a dying backend counted as started"
+    t1=$(date +%s%N)
+    [ $(( (t1 - t0) / 1000000 )) -lt 10000 ] || fail "a dying backend failed only after $(( (t1 - t0) / 1000000 )) ms"
+    sb systemctl stop nix-late-backend.service
+}
+
 run_case socket_path_reset t_socket_path_reset
 run_case credential_reset t_credential_reset
 run_case config_from_etc t_config_from_etc
+run_case wait_for_port t_wait_for_port
 finish

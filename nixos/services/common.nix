@@ -39,10 +39,12 @@ in
   # systemd-socket-proxyd connects to its backend once and does not retry,
   # so a backend behind it must count as started only once its port
   # answers. As ExecStartPost= it delays the unit's "active" state, and the
-  # proxy (After= the backend) waits for exactly that.
+  # proxy (After= the backend) waits for exactly that. A backend that dies
+  # while loading fails the start at once instead of at TimeoutStartSec=.
+  # ($$ leaves MAINPID for bash, which finds it in its environment.)
   waitForPort =
     port:
-    "${pkgs.bash}/bin/bash -c 'until (exec 3<>/dev/tcp/127.0.0.1/${toString port}) 2>/dev/null; do sleep 0.2; done'";
+    "${pkgs.bash}/bin/bash -c 'until (exec 3<>/dev/tcp/127.0.0.1/${toString port}) 2>/dev/null; do kill -0 $$MAINPID || exit 1; sleep 0.2; done'";
 
   # The on-demand front of a backend service: systemd-socket-proxyd, started
   # by a socket, exits after `idle` without traffic; the backend, marked
