@@ -251,6 +251,97 @@ assert len(failed) == 2, failed
 assert "no secret configured" in failed[0] and "Set users.users.renamed.uid" in failed[1], failed'
 fi
 
+# --- the host services' config sections, rendered ---------------------------------
+ALL_SERVICES='{ ml.llama-cpp.enable = true; ml.ollama.enable = true;
+  development.jupyter = { enable = true; user = "alice"; };
+  security.clamav.enable = true; security.sshd.enable = true; system.credstore.enable = true;
+  hardware.cudaCache.enable = true; hardware.gpuMonitor.enable = true;
+  virtualization.dockerPrePull.enable = true; virtualization.vmShared.enable = true;
+  monitoring.prometheus.enable = true; monitoring.grafana.enable = true; }'
+if nixeval render-services nixos/tests/eval/render-services.nix --arg set "$ALL_SERVICES"; then
+    check "host services: llama.cpp on demand behind a socket and systemd-socket-proxyd" "$TMP/render-services.json" '
+ml = d["ml"]["systemd"]
+assert d["ml"]["services"]["llama-cpp"]["enable"] is True
+sock = ml["sockets"]["llama-cpp"]
+assert sock["listenStreams"] == ["127.0.0.1:8080"] and sock["socketConfig"]["Service"] == "llama-cpp-proxy.service", sock
+assert sock["wantedBy"] == ["sockets.target"], sock
+srv = ml["services"]["llama-cpp"]
+assert srv["wantedBy"] == [] and srv["unitConfig"]["StopWhenUnneeded"] is True, srv
+assert srv["serviceConfig"]["PrivateNetwork"] is True and "/dev/tcp/127.0.0.1/8080" in srv["serviceConfig"]["ExecStartPost"], srv
+proxy = ml["services"]["llama-cpp-proxy"]
+assert proxy["serviceConfig"]["ExecStart"].endswith("systemd-socket-proxyd --exit-idle-time=5min 127.0.0.1:8080"), proxy
+assert proxy["unitConfig"]["JoinsNamespaceOf"] == "llama-cpp.service" and proxy["serviceConfig"]["PrivateNetwork"] is True, proxy
+assert proxy["requires"] == ["llama-cpp.socket", "llama-cpp.service"], proxy
+assert d["ml"]["services"]["ollama"]["package"].endswith("ollama-cuda"), d["ml"]["services"]["ollama"]
+assert ml["services"]["ollama"]["serviceConfig"]["SupplementaryGroups"] == ["video", "nvidia"], ml["services"]["ollama"]'
+    check "host services: jupyter token as a credential, credential store wired" "$TMP/render-services.json" '
+dev = d["development"]
+j = dev["systemd"]["services"]["jupyter"]
+assert j["serviceConfig"]["LoadCredential"] == ["jupyter-token:/etc/credstore/jupyter-token"], j
+assert j["environment"] == {"JUPYTER_TOKEN_FILE": "%d/jupyter-token"}, j
+assert j["serviceConfig"]["RemoveIPC"] is False and j["serviceConfig"]["ReadWritePaths"] == ["/home/alice"], j
+assert "setup-system-credentials.service" in j["after"], j
+assert dev["services"]["jupyter"]["password"] == "" and dev["services"]["jupyter"]["port"] == 8888, dev["services"]
+assert dev["luminous"]["services"]["system"]["credstore"] == {"enable": True, "generate": ["jupyter-token"]}, dev["luminous"]
+cs = d["system"]["systemd"]["services"]["setup-system-credentials"]
+assert cs["serviceConfig"]["ConfigurationDirectory"] == "credstore" and cs["serviceConfig"]["ConfigurationDirectoryMode"] == "0700", cs
+assert cs["wantedBy"] == ["sysinit.target"] and cs["unitConfig"]["DefaultDependencies"] is False, cs'
+    check "host services: weekly ClamAV scan of /home as the current host runs it" "$TMP/render-services.json" '
+sec = d["security"]["systemd"]
+scan = sec["services"]["clamav-scan"]["serviceConfig"]
+for arg in ["--max-filesize=100M", "--max-scansize=300M", "--log=/var/log/clamav/scan.log",
+            "--exclude-dir=^/sys/", "--exclude-dir=^/proc/", "--exclude-dir=^/dev/",
+            "--exclude-dir=^/run/", "--exclude-dir=^/nix/store/", "\"/home\""]:
+    assert arg in scan["ExecStart"], (arg, scan["ExecStart"])
+assert (scan["Nice"], scan["IOSchedulingClass"]) == (19, "idle"), scan
+assert scan["User"] == "clamav" and scan["AmbientCapabilities"] == ["CAP_DAC_READ_SEARCH"], scan
+assert sec["timers"]["clamav-scan"]["timerConfig"] == {"OnCalendar": "weekly", "RandomizedDelaySec": "2h", "Persistent": True}
+assert sec["tmpfiles"]["rules"] == ["d /var/log/clamav 0755 clamav clamav -"], sec["tmpfiles"]
+clamd = sec["services"]["clamav-daemon"]["serviceConfig"]
+assert clamd["ProtectSystem"] == "strict" and clamd["NoNewPrivileges"] is True, clamd
+ssh = d["security"]["services"]["openssh"]["settings"]
+assert ssh["PermitRootLogin"] == "no" and ssh["PasswordAuthentication"] is False, ssh
+assert "sshd" not in sec["services"], "sshd sandbox is opt-in"'
+    check "host services: tmpfiles, Docker pre-pull, monitoring on localhost" "$TMP/render-services.json" '
+hw = d["hardware"]
+assert hw["systemd"]["tmpfiles"]["rules"] == ["d /var/cache/cuda 0770 root nvidia -",
+                                              "L+ /var/tmp/cuda-cache - - - - /var/cache/cuda"], hw
+assert hw["users"]["groups"] == {"nvidia": {}}, hw["users"]
+v = d["virtualization"]
+assert v["systemd"]["tmpfiles"]["rules"] == ["d /srv/vms/shared 0755 root libvirtd -"], v
+pull = v["systemd"]["services"]["docker-pull-images"]
+assert [c.split()[-1] for c in pull["serviceConfig"]["ExecStart"]] == [
+    "nvcr.io/nvidia/pytorch:25.09-py3", "ghcr.io/huggingface/text-generation-inference:latest"], pull
+assert pull["serviceConfig"]["Type"] == "oneshot" and pull["requires"] == ["docker.service"], pull
+m = d["monitoring"]["services"]
+p = m["prometheus"]
+assert (p["listenAddress"], p["port"]) == ("127.0.0.1", 9090), p
+assert (p["exporters"]["node"]["listenAddress"], p["exporters"]["node"]["port"]) == ("127.0.0.1", 9100), p
+assert p["scrapeConfigs"] == [{"job_name": "node", "static_configs": [{"targets": ["127.0.0.1:9100"]}]}], p
+g = m["grafana"]["settings"]
+assert g["server"] == {"http_addr": "127.0.0.1", "http_port": 4000}, g
+assert m["grafana"]["provision"]["datasources"]["settings"]["datasources"][0]["url"] == "http://127.0.0.1:9090", m["grafana"]'
+fi
+
+if nixeval render-services-ondemand nixos/tests/eval/render-services.nix --arg set '{
+      ml.ollama = { enable = true; onDemand = true; };
+      development.jupyter = { enable = true; user = "alice"; onDemand = true; tokenFile = "/run/secrets/jt"; }; }'; then
+    check "host services: on-demand ollama and jupyter move behind a proxy socket" "$TMP/render-services-ondemand.json" '
+ml = d["ml"]
+assert ml["services"]["ollama"]["port"] == 11435, ml["services"]
+assert ml["systemd"]["sockets"]["ollama-proxy"]["listenStreams"] == ["127.0.0.1:11434"], ml["systemd"]["sockets"]
+assert ml["systemd"]["services"]["ollama"]["wantedBy"] == [], ml["systemd"]["services"]["ollama"]
+assert ml["systemd"]["services"]["ollama-proxy"]["serviceConfig"]["ExecStart"].endswith("127.0.0.1:11435")
+assert "llama-cpp" not in ml["systemd"].get("sockets", {})
+dev = d["development"]
+assert dev["services"]["jupyter"]["port"] == 8889, dev["services"]
+assert dev["systemd"]["sockets"]["jupyter-proxy"]["listenStreams"] == ["127.0.0.1:8888"], dev["systemd"]
+assert "--exit-idle-time=1h 127.0.0.1:8889" in dev["systemd"]["services"]["jupyter-proxy"]["serviceConfig"]["ExecStart"]
+assert dev["systemd"]["services"]["jupyter"]["serviceConfig"]["LoadCredential"] == ["jupyter-token:/run/secrets/jt"]
+# a token kept elsewhere does not switch the credential store on
+assert "credstore" not in dev.get("luminous", {}).get("services", {}).get("system", {}), dev.get("luminous")'
+fi
+
 # --- lib/unit-name.nix: allowedUnits grammar ------------------------------------
 if nixeval unit-names -E 'let r = import ./nixos/lib/unit-name.nix; in map (n: { name = n; ok = builtins.match r n != null; }) [
       "nginx.service" "nginx" "getty@tty1.service" "foo\\x2dbar.service" "sshd.socket" "backup.timer"
