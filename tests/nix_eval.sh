@@ -6,6 +6,11 @@
 #     key by key and then loaded by the real dispatcher (--check-config);
 #   - the option declarations of every module (names, types, defaults),
 #     through nixos/tests/eval/stub-lib.nix (shape only: see that file);
+#   - the modules' config sections, rendered for several configurations
+#     (nixos/tests/eval/render*.nix: their own logic, not the module
+#     system's merging);
+#   - flake.nix's outputs, with a stand-in nixpkgs input;
+#   - nixos/lib/journal-catalog.sh, with the machine's journalctl;
 #   - nixos/package.nix's install script, run against a fake build output
 #     and the real units/ and docs/: layout, substitution, no leftovers;
 #   - the VM tests' Python (nixos/tests/vm.nix, services-vm.nix) compiles.
