@@ -11,5 +11,7 @@ mod serve;
 pub mod worker;
 
 pub use listener::{take_listener, ListenerSource};
-pub use notify::{notify_ready, notify_status, notify_stopping, start_watchdog};
+pub use notify::{
+    log_line, notify_ready, notify_status, notify_status_throttled, notify_stopping, start_watchdog,
+};
 pub use serve::{serve, ServeOptions};

@@ -1,5 +1,6 @@
 use sd_notify::NotifyState;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 // sd_notify is a no-op without NOTIFY_SOCKET (run by hand), and a failed
 // notification must never take a request down, so errors are ignored here.
@@ -10,6 +11,33 @@ pub fn notify_ready(status: &str) {
 
 pub fn notify_status(status: &str) {
     let _ = sd_notify::notify(&[NotifyState::Status(status)]);
+}
+
+/// STATUS= at most once a second: every notification costs PID 1 a message
+/// to parse (measured: more than the dispatcher's own work per request).
+pub fn notify_status_throttled(status: &str) {
+    static LAST_MS: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let last = LAST_MS.load(Ordering::Relaxed);
+    if now.saturating_sub(last) >= 1000
+        && LAST_MS
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        notify_status(status);
+    }
+}
+
+/// One line to stderr (the journal, under systemd) in one write(2): Rust's
+/// stderr is unbuffered, so `eprintln!` writes each formatted piece apart.
+pub fn log_line(line: &str) {
+    use std::io::Write;
+    let mut b = Vec::with_capacity(line.len() + 1);
+    b.extend_from_slice(line.as_bytes());
+    b.push(b'\n');
+    let _ = std::io::stderr().write_all(&b);
 }
 
 pub fn notify_stopping(status: &str) {

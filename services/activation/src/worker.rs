@@ -69,7 +69,10 @@
 //!   [`healing_protocol::truncate_output`] so the dispatcher's v1 reply still
 //!   fits one 64 KiB read; then the connection is closed.
 
-use crate::{notify_ready, notify_status, notify_stopping, serve, take_listener, ServeOptions};
+use crate::{
+    log_line, notify_ready, notify_status_throttled, notify_stopping, serve, take_listener,
+    ServeOptions,
+};
 use healing_auth::{peer_credentials, Peer};
 use healing_policy::{Action, ActionName, Config, DEFAULT_CONFIG_PATH};
 use healing_protocol::{read_one_object, truncate_output, ActionReply, ActionRequest, Caller};
@@ -181,7 +184,7 @@ where
 {
     let name = spec.action.as_str();
     let fail = |msg: String| {
-        eprintln!("<3>luminous-healing-{name}: {msg}");
+        log_line(&format!("<3>luminous-healing-{name}: {msg}"));
         ExitCode::FAILURE
     };
     let args = match parse_args(std::env::args().skip(1)) {
@@ -235,10 +238,10 @@ where
         Ok(r) => r,
         Err(e) => return fail(e.0),
     };
-    eprintln!(
+    log_line(&format!(
         "luminous-healing-{name}: capabilities {} ; {report}; serving uid {dispatcher_uid}",
         healing_sandbox::cap_names(&caps.effective)
-    );
+    ));
 
     if let Some(path) = &args.self_test_landlock {
         // READY first, so that a Type=notify unit started for the self-test
@@ -315,7 +318,10 @@ fn describe(spec: &WorkerSpec, args: &WorkerArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("luminous-healing-{}: bad config: {e}", spec.action.as_str());
+            log_line(&format!(
+                "luminous-healing-{}: bad config: {e}",
+                spec.action.as_str()
+            ));
             ExitCode::FAILURE
         }
     }
@@ -347,10 +353,12 @@ where
         line.push(b'\n');
         let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
         if let Err(e) = stream.write_all(&line) {
-            eprintln!("<4>luminous-healing-{name}: cannot send the reply: {e}");
+            log_line(&format!(
+                "<4>luminous-healing-{name}: cannot send the reply: {e}"
+            ));
         }
         let n = self.handled.fetch_add(1, Ordering::Relaxed) + 1;
-        notify_status(&format!("{n} connection(s) handled"));
+        notify_status_throttled(&format!("{n} connection(s) handled"));
     }
 
     fn answer(self: &Arc<Self>, stream: &mut UnixStream) -> ActionReply {
@@ -360,11 +368,11 @@ where
             Err(e) => return ActionReply::failed(format!("cannot read peer credentials: {e}")),
         };
         if peer.uid != self.dispatcher_uid || peer.uid == 0 {
-            eprintln!(
+            log_line(&format!(
                 "<4>luminous-healing-{name}: refused a connection from uid {} pid {}: only the \
                  dispatcher (uid {}) may connect",
                 peer.uid, peer.pid, self.dispatcher_uid
-            );
+            ));
             return ActionReply::failed(format!(
                 "connection refused: uid {} is not the dispatcher's",
                 peer.uid
@@ -391,7 +399,7 @@ where
         };
         let started = Instant::now();
         let reply = self.run_with_timeout(action, req.caller, peer);
-        eprintln!(
+        log_line(&format!(
             "luminous-healing-{name}: request {} from uid {} pid {}: {} in {} ms{}",
             req.id,
             req.caller.uid,
@@ -403,7 +411,7 @@ where
                 .as_deref()
                 .map(|e| format!(": {e}"))
                 .unwrap_or_default()
-        );
+        ));
         reply
     }
 

@@ -235,21 +235,21 @@ fn decide(ctx: &Ctx, req: &Request, peer: &Peer) -> Verdict {
     let name = match ActionName::from_wire(&req.action) {
         Some(n) if ctx.config.action_enabled(n) => n,
         Some(_) => {
-            save(&store);
+            save(&mut store, now);
             return Verdict::deny(
                 errors::not_allowed(&req.action),
                 "action is disabled in the configuration",
             );
         }
         None => {
-            save(&store);
+            save(&mut store, now);
             return Verdict::deny(errors::not_allowed(&req.action), "unknown action");
         }
     };
     let action = match Action::parse(name, &req.parameters) {
         Ok(a) => a,
         Err(e) => {
-            save(&store);
+            save(&mut store, now);
             return Verdict::deny(
                 format!("Invalid parameters: {e}"),
                 format!("invalid parameters: {e}"),
@@ -257,7 +257,7 @@ fn decide(ctx: &Ctx, req: &Request, peer: &Peer) -> Verdict {
         }
     };
     if let Some(v) = policy_refusal(ctx, &action) {
-        save(&store);
+        save(&mut store, now);
         return v;
     }
 
@@ -273,7 +273,7 @@ fn decide(ctx: &Ctx, req: &Request, peer: &Peer) -> Verdict {
     ) {
         Admit::Ok => {}
         Admit::ActionLimited => {
-            save(&store);
+            save(&mut store, now);
             return Verdict::deny(
                 errors::RATE_LIMITED,
                 format!(
@@ -283,7 +283,7 @@ fn decide(ctx: &Ctx, req: &Request, peer: &Peer) -> Verdict {
             );
         }
         Admit::CallerLimited => {
-            save(&store);
+            save(&mut store, now);
             return Verdict::deny(
                 errors::RATE_LIMITED,
                 format!(
@@ -295,7 +295,7 @@ fn decide(ctx: &Ctx, req: &Request, peer: &Peer) -> Verdict {
     }
     if let Action::Status = action {
         let out = status(ctx, &mut store, peer.uid, now);
-        save(&store);
+        save(&mut store, now);
         return Verdict {
             outcome: Outcome::Success,
             error: None,
@@ -303,7 +303,7 @@ fn decide(ctx: &Ctx, req: &Request, peer: &Peer) -> Verdict {
             reason: "status".into(),
         };
     }
-    save(&store);
+    save(&mut store, now);
     drop(store);
 
     let timeout = Duration::from_secs(ctx.config.action_timeout_secs(name) + 5);
@@ -372,8 +372,8 @@ fn policy_refusal(ctx: &Ctx, action: &Action) -> Option<Verdict> {
     }
 }
 
-fn save(store: &Store) {
-    if let Err(e) = store.save() {
+fn save(store: &mut Store, now: i64) {
+    if let Err(e) = store.save(now) {
         healing_audit::service(healing_audit::Level::Error, &e);
     }
 }

@@ -8,7 +8,7 @@ mod state;
 
 use handle::Ctx;
 use healing_activation::{
-    notify_ready, notify_status, notify_stopping, serve, start_watchdog, take_listener,
+    notify_ready, notify_status_throttled, notify_stopping, serve, start_watchdog, take_listener,
     ListenerSource, ServeOptions,
 };
 use healing_audit::Level;
@@ -161,15 +161,18 @@ fn main() -> ExitCode {
     };
     let served = serve(&listener, opts, move |stream| {
         handle::handle(&c, stream);
-        notify_status(&format!(
+        notify_status_throttled(&format!(
             "{} requests handled, {} denied",
             c.handled.load(Ordering::Relaxed),
             c.denied.load(Ordering::Relaxed)
         ));
     });
     notify_stopping("idle, exiting; the socket stays open");
-    if let Ok(store) = ctx.store.lock() {
-        if let Err(e) = store.save() {
+    if let Ok(mut store) = ctx.store.lock() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        if let Err(e) = store.save(now) {
             return fatal(&e);
         }
     }

@@ -8,13 +8,16 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
-use std::io::Write;
+use std::io::Write as _;
 use std::path::PathBuf;
 
 /// Upper bound on remembered ids. Only authenticated, fresh requests add ids,
 /// and each caller is rate limited, so reaching it means something is wrong:
 /// refuse (fail closed) rather than forget ids early.
 pub const MAX_SEEN_IDS: usize = 100_000;
+
+/// The longest rate-limit window the configuration accepts (one day).
+const MAX_WINDOW_MS: i64 = 86_400_000;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct State {
@@ -55,22 +58,42 @@ impl Store {
         Ok(Store { state, path })
     }
 
-    /// Writes atomically (temp file + rename): a crash mid-write leaves the
-    /// previous state, never a truncated one.
-    pub fn save(&self) -> Result<(), String> {
+    /// Drops what can no longer matter, then writes atomically (temp file +
+    /// rename: a crash mid-write leaves the previous state, never a truncated
+    /// one). Serialized into memory first: straight into the file it would be
+    /// one write(2) per JSON token, thousands per request.
+    pub fn save(&mut self, now: i64) -> Result<(), String> {
+        self.prune(now);
         let Some(p) = &self.path else { return Ok(()) };
+        let bytes =
+            serde_json::to_vec(&self.state).map_err(|e| format!("cannot encode state: {e}"))?;
         let tmp = p.with_extension("tmp");
         let write = || -> std::io::Result<()> {
             let mut f = std::fs::File::create(&tmp)?;
-            serde_json::to_writer(&mut f, &self.state)?;
-            f.flush()?;
+            f.write_all(&bytes)?;
             std::fs::rename(&tmp, p)
         };
         write().map_err(|e| format!("cannot write state file {}: {e}", p.display()))
     }
 
+    /// Forgets expired ids and window entries older than the longest window
+    /// a configuration may set, so the state stays as small as the traffic
+    /// of the last window.
     pub fn prune(&mut self, now: i64) {
         self.state.seen.retain(|_, until| *until > now);
+        let horizon = now.saturating_sub(MAX_WINDOW_MS);
+        for q in self
+            .state
+            .actions
+            .values_mut()
+            .chain(self.state.callers.values_mut())
+        {
+            while q.front().is_some_and(|t| *t <= horizon) {
+                q.pop_front();
+            }
+        }
+        self.state.actions.retain(|_, q| !q.is_empty());
+        self.state.callers.retain(|_, q| !q.is_empty());
     }
 
     /// Records `id` until `until`. False if it was seen already (a replay) or
@@ -185,7 +208,7 @@ mod tests {
         s.remember_id("x", 0, 1000).unwrap();
         assert!(s.remember_id("x", 1, 1000).is_err());
         s.admit("a", (1, 300), 5, (30, 300), 0);
-        s.save().unwrap();
+        s.save(0).unwrap();
         let mut s2 = Store::open(Some(p.clone())).unwrap();
         assert!(s2.remember_id("x", 2, 1000).is_err());
         assert_eq!(
