@@ -52,9 +52,11 @@ t_idles_out_and_is_started_again() {
 # After failed starts the socket may have hit its trigger limit: bring both
 # units back the way an admin would, and wait until a request goes through.
 recover_dispatcher() {
-    sb systemctl stop luminous-healing.service 2>/dev/null || true
+    # socket first: a connection still queued on it would start the service
+    # again, and systemd refuses to start a socket whose service is active
+    sb systemctl stop luminous-healing.socket luminous-healing.service 2>/dev/null || true
     sb systemctl reset-failed luminous-healing.service luminous-healing.socket 2>/dev/null || true
-    sb systemctl restart luminous-healing.socket
+    sb systemctl start luminous-healing.socket
     local i r
     for i in $(seq 40); do
         r=$(request --id "recover-$$-$RANDOM$RANDOM" status 2>/dev/null) && [ "$(jfield success <<<"$r")" = true ] && return 0
