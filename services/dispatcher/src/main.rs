@@ -152,7 +152,23 @@ fn main() -> ExitCode {
     } else {
         Duration::from_secs(ctx.config.idle_timeout_secs)
     };
-    start_watchdog(|| true);
+    // Every request passes through the state lock; if it cannot be taken for
+    // seconds, the dispatcher is wedged and systemd should restart it.
+    let wd = Arc::clone(&ctx);
+    start_watchdog(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match wd.store.try_lock() {
+                Ok(_) | Err(std::sync::TryLockError::Poisoned(_)) => return true,
+                Err(std::sync::TryLockError::WouldBlock)
+                    if std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                Err(std::sync::TryLockError::WouldBlock) => return false,
+            }
+        }
+    });
     notify_ready("waiting for requests");
     let c = Arc::clone(&ctx);
     let opts = ServeOptions {
