@@ -607,7 +607,7 @@ def main():
           ["cached ids", "state.json", "first req ms", "p50 µs", "max µs", "p50 x empty"], rows)
     slope = (probe[-1][2]["p50"] - probe[0][2]["p50"]) / CACHE_SIZES[-1]
     print(f"  => about {slope:.2f} µs more per request for every id in the replay cache "
-          "(Store::save rewrites the whole file each request)")
+          "(Store::save prunes expired ids before writing)")
 
     # ----------------------------------------------------------- summary --
     o = old.r
