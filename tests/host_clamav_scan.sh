@@ -4,7 +4,8 @@
 # directory only its owner can read. Checks detection in the log and the
 # journal, the designed unit result for clamscan's exit statuses (1 found
 # -> failed unit, 0 clean -> success, 2 error -> failed), the /run exclusion,
-# and that the weekly timer is scheduled. Also runs Debian's clamd under the
+# that the weekly timer is scheduled, and that a scan leaves the IPC objects
+# of the clamav user (clamd's) alone. Also runs Debian's clamd under the
 # clamav-daemon hardening drop-in and scans through it.
 LH_NEEDS_BUILD=0
 . "$(dirname "$0")/lib.sh"
@@ -101,6 +102,28 @@ t_weekly_timer() {
     sb systemctl stop clamav-scan.timer
 }
 
+# clamd runs as clamav too, so the scan must not have RemoveIPC=yes: stopping
+# the unit would delete every SysV/POSIX IPC object of the clamav user. A
+# segment clamav holds outside the unit survives a scan; with RemoveIPC=yes
+# (a test drop-in) the same scan deletes it, which is why the unit says no.
+# (ipcs -m -i ID exits 0 even for an id that does not exist: look in the list.)
+has_shm() { sb ipcs -m | awk -v id="$1" '$2 == id { found = 1 } END { exit !found }'; }
+t_keeps_clamav_ipc() {
+    set_scan "$DB" /home
+    local id
+    id=$(sb setpriv --reuid=clamav --regid=clamav --clear-groups ipcmk -M 4096 | sed -n 's/^Shared memory id: //p')
+    [ -n "$id" ] || fail "could not create a segment as clamav"
+    sb systemctl start "$U"
+    has_shm "$id" || fail "the scan deleted clamav's shared memory segment $id"
+    sb mkdir -p /etc/systemd/system/$U.d
+    printf '[Service]\nRemoveIPC=yes\n' | sb sh -c "cat > /etc/systemd/system/$U.d/zz-removeipc.conf"
+    sb systemctl daemon-reload
+    sb systemctl start "$U"
+    ! has_shm "$id" || fail "RemoveIPC=yes left the segment: the test proves nothing"
+    sb rm /etc/systemd/system/$U.d/zz-removeipc.conf
+    sb systemctl daemon-reload
+}
+
 # clamd under the clamav-daemon.service.d/hardening.conf drop-in: Debian's
 # unit and config, the test's signatures. Only the database conditions are
 # reset (there is no official database here); everything else is as shipped.
@@ -136,5 +159,6 @@ run_case ran_as_clamav_niced_idle_io t_runs_sandboxed
 run_case clean_scan_succeeds t_clean_succeeds
 run_case scan_error_fails t_error_fails
 run_case weekly_timer_listed t_weekly_timer
+run_case scan_keeps_clamav_ipc_objects t_keeps_clamav_ipc
 run_case clamd_works_under_the_dropin t_clamd_with_dropin
 finish

@@ -2,7 +2,8 @@
 # The opt-in on-demand variants (install-host-units.sh --on-demand=ollama,jupyter)
 # in a real systemd: ollama-proxy.socket -> ollama-proxy.service ->
 # ollama.service, and jupyter-proxy@alice.socket -> jupyter-proxy@alice ->
-# jupyter@alice.service, including jupyter's token from /etc/credstore.
+# jupyter@alice.service, including jupyter's token from /etc/credstore and
+# that stopping jupyter@alice leaves alice's other IPC objects alone.
 #
 # STAND-IN BACKENDS: neither ollama nor JupyterLab exists here. Small python
 # servers take the place of the binaries at the paths the units run (the
@@ -101,8 +102,15 @@ t_ollama_on_demand() {
     assert_eq "$(state ollama-proxy.socket)" active "ollama-proxy.socket after idle"
 }
 
+# (ipcs -m -i ID exits 0 even for an id that does not exist: look in the list.)
+has_shm() { sb ipcs -m | awk -v id="$1" '$2 == id { found = 1 } END { exit !found }'; }
 t_jupyter_on_demand() {
-    local r
+    local r ipc
+    # A shared memory segment of alice's outside the unit (her desktop
+    # session's, say): jupyter@alice has RemoveIPC=no, so its stop must
+    # leave it alone.
+    ipc=$(as_user alice ipcmk -M 4096 | sed -n 's/^Shared memory id: //p')
+    [ -n "$ipc" ] || fail "could not create a segment as alice"
     r=$(get "http://127.0.0.1:8888/lab?token=wrong")
     assert_eq "$r" 403 "reply with a wrong token"
     r=$(get "http://127.0.0.1:8888/lab?token=$TOKEN")
@@ -116,6 +124,7 @@ t_jupyter_on_demand() {
         || fail "jupyter@alice still $(state jupyter@alice.service) after the idle time"
     assert_eq "$(state jupyter-proxy@alice.service)" inactive jupyter-proxy@alice.service
     assert_eq "$(state jupyter-proxy@alice.socket)" active "jupyter-proxy@alice.socket after idle"
+    has_shm "$ipc" || fail "stopping jupyter@alice deleted alice's shared memory segment"
 }
 
 run_case only_sockets_before_any_connection t_only_sockets
