@@ -347,6 +347,100 @@ assert dev["systemd"]["services"]["jupyter"]["serviceConfig"]["LoadCredential"] 
 assert "credstore" not in dev.get("luminous", {}).get("services", {}).get("system", {}), dev.get("luminous")'
 fi
 
+# --- the host services' hardening, NixOS vs the tested units/ ---------------------
+# Every hardening setting of a units/ file (the units tests/host_*.sh run
+# under a real systemd) must come out of the rendered NixOS module with the
+# same value, compared as the set of words systemd would collect (an empty
+# assignment resets a list). The only differences allowed are listed below,
+# each with its reason (also in docs/nixos.md). Settings that are not
+# hardening (command lines, environment, readiness wait, timeouts, restart
+# policy) are not compared.
+if nixeval render-services-all nixos/tests/eval/render-services.nix --arg set '{
+      ml.llama-cpp.enable = true; ml.ollama = { enable = true; onDemand = true; };
+      development.jupyter = { enable = true; user = "alice"; onDemand = true; };
+      security.clamav.enable = true; security.sshd = { enable = true; sandbox = true; };
+      system.credstore.enable = true; hardware.cudaCache.enable = true; hardware.gpuMonitor.enable = true;
+      virtualization.dockerPrePull.enable = true; }'; then
+    check "host services: NixOS hardening = the tested units/, key by key" "$TMP/render-services-all.json" '
+import re
+NOT_HARDENING = {"ExecStart", "ExecStartPost", "Environment", "EnvironmentFile", "WorkingDirectory",
+                 "LoadCredential", "Restart", "RestartSec", "TimeoutStartSec", "Nice",
+                 "IOSchedulingClass", "CPUSchedulingPolicy", "RemainAfterExit"}
+def words(v):
+    if isinstance(v, bool): return ["yes" if v else "no"]
+    if isinstance(v, (int, float)): return [str(v)]
+    if isinstance(v, list): return [w for x in v for w in words(x)]
+    return {"true": ["yes"], "false": ["no"]}.get(v, v.split())
+def parse(path, subst={}, into=None):
+    keys = into if into is not None else {}
+    section = None
+    text = open(path).read().replace("\\\n", " ")
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line[0] in "#;": continue
+        if line.startswith("["): section = line; continue
+        if section != "[Service]": continue
+        k, _, v = line.partition("=")
+        for a, b in subst.items(): v = v.replace(a, b)
+        if v == "": keys[k] = []
+        else: keys.setdefault(k, []).extend(words(v))
+    return keys
+def nix(sc):
+    return {k: ([] if v in ([""], "") else words(v)) for k, v in sc.items()}
+def compare(name, unit, rendered, allowed):
+    errs = []
+    for k in sorted(set(unit) | set(rendered)):
+        if k in NOT_HARDENING or k in allowed: continue
+        u, r = unit.get(k), rendered.get(k)
+        if u is None or r is None or sorted(set(u)) != sorted(set(r)):
+            errs.append("%s: %s= units/ %s, NixOS %s" % (name, k, u, r))
+    return errs
+svc = {n: v for g in d.values() for n, v in g.get("systemd", {}).get("services", {}).items()}
+sc = lambda n: nix(svc[n]["serviceConfig"])
+errs = []
+# units that exist on both sides as whole units
+for name, path, allowed in [
+    # PrivateTmp: implied by DynamicUser= in the units, explicit in the sandbox.
+    ("llama-cpp-proxy", "units/ml/llama-cpp-proxy.service.in", {"PrivateTmp"}),
+    ("ollama-proxy", "units/ml/ollama-proxy.service.in", {"PrivateTmp"}),
+    ("jupyter-proxy", "units/development/jupyter-proxy@.service.in", {"PrivateTmp"}),
+    # User: services.jupyter.user, set by the distribution module from our `user`.
+    ("jupyter", "units/development/jupyter@.service.in", {"User"}),
+    # ReadWritePaths: NixOS adds the directory of a moved scan.logFile.
+    ("clamav-scan", "units/security/clamav-scan.service.in", {"ReadWritePaths"}),
+    ("setup-system-credentials", "units/system/setup-system-credentials.service", {}),
+    ("docker-pull-images", "units/virtualization/docker-pull-images.service", {}),
+    ("gpu-monitor", "units/hardware/gpu-monitor.service", {}),
+]:
+    errs += compare(name, parse(path, {"%h": "/home/alice", "%i": "alice"}), sc(name), allowed)
+# drop-ins: the keys they set
+errs += compare("clamav-daemon", parse("units/security/clamav-daemon.service.d/hardening.conf"), sc("clamav-daemon"), {})
+unit = parse("units/security/sshd.service.d/hardening.conf")
+r = sc("sshd")
+# NixOS generates the host keys into /etc/ssh in preStart, under the same confinement.
+assert r["ReadWritePaths"] == ["-/etc/ssh"] + unit["ReadWritePaths"], r["ReadWritePaths"]
+errs += compare("sshd", unit, r, {"ReadWritePaths"})
+# ollama: the distribution unit (tests/fixtures/host-units/ollama.service, as
+# NixOS renders it) with the drop-in vs with the module additions; list
+# settings accumulate on both sides.
+base = parse("tests/fixtures/host-units/ollama.service")
+unit = parse("units/ml/ollama.service.d/nvidia.conf", into={k: list(v) for k, v in base.items()})
+r = {k: list(v) for k, v in base.items()}
+for k, v in sc("ollama").items(): r[k] = r.get(k, []) + v if k in ("DeviceAllow", "SupplementaryGroups") else v
+dropin = parse("units/ml/ollama.service.d/nvidia.conf")
+errs += compare("ollama", {k: unit[k] for k in dropin}, {k: r[k] for k in dropin if k in r}, {})
+# llama-cpp: only what the module adds to the distribution unit (which has
+# the rest; no copy of it here): ProcSubset=all, UMask, no Type=idle delay.
+r = sc("llama-cpp")
+unit = parse("units/ml/llama-cpp.service.in")
+for k in ["PrivateNetwork", "IPAddressDeny", "IPAddressAllow", "DevicePolicy", "DeviceAllow",
+          "SupplementaryGroups", "ProcSubset", "UMask", "LimitMEMLOCK"]:
+    if sorted(set(unit[k])) != sorted(set(r.get(k, []))):
+        errs.append("llama-cpp: %s= units/ %s, NixOS %s" % (k, unit[k], r.get(k)))
+assert r["Type"] == ["simple"], r["Type"]
+assert not errs, "\n".join(errs)'
+fi
+
 # --- lib/unit-name.nix: allowedUnits grammar ------------------------------------
 if nixeval unit-names -E 'let r = import ./nixos/lib/unit-name.nix; in map (n: { name = n; ok = builtins.match r n != null; }) [
       "nginx.service" "nginx" "getty@tty1.service" "foo\\x2dbar.service" "sshd.socket" "backup.timer"

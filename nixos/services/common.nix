@@ -10,6 +10,7 @@ let
   sandbox = {
     CapabilityBoundingSet = [ "" ];
     NoNewPrivileges = true;
+    PrivateMounts = true;
     PrivateTmp = true;
     ProtectSystem = "strict";
     ProtectHome = true;
@@ -31,7 +32,8 @@ let
 in
 {
   # The common hardening of units/*: no capabilities, read-only system,
-  # private /tmp, no kernel or clock access, native syscalls only.
+  # private /tmp and mount namespace, no kernel or clock access, native
+  # syscalls only.
   # Services add what they need on top (devices, writable paths, address
   # families) or override an entry with their own reason.
   inherit sandbox;
@@ -74,18 +76,24 @@ in
       serviceConfig =
         sandbox
         // {
-          Type = "notify";
+          # Not "notify": systemd-socket-proxyd sends no READY=1, so the
+          # proxy would hang in "activating" until the start timeout kills
+          # it (seen under systemd 252; units/*-proxy*.service use exec).
+          # Nothing waits for it: PID 1 holds the listening socket, and the
+          # backend is ready (waitForPort) before the proxy starts.
+          Type = "exec";
           ExecStart = "${systemd}/lib/systemd/systemd-socket-proxyd --exit-idle-time=${idle} 127.0.0.1:${toString port}";
           DynamicUser = true;
           PrivateDevices = true;
           PrivateUsers = true;
           ProcSubset = "pid";
           MemoryDenyWriteExecute = true;
+          # As the tested units: AF_UNIX only for the proxy in a backend's
+          # namespace (llama-cpp-proxy.service), the others forward TCP only.
           RestrictAddressFamilies = [
             "AF_INET"
             "AF_INET6"
-            "AF_UNIX"
-          ];
+          ] ++ (if joinNamespace then [ "AF_UNIX" ] else [ ]);
           SystemCallFilter = [
             "@system-service"
             "~@privileged @resources"

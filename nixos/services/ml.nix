@@ -103,6 +103,11 @@ in
         wantedBy = mkForce [ ];
         unitConfig.StopWhenUnneeded = true;
         serviceConfig = {
+          # The distribution's Type = "idle" delays the start until no job
+          # is running, up to 5 s, and the proxy's start job is running
+          # (waiting for this one): every cold start would lose those 5 s.
+          # units/ml/llama-cpp.service is a plain simple service.
+          Type = mkForce "simple";
           # The model gets no network at all: the proxy joins this
           # namespace and is the only way in.
           PrivateNetwork = true;
@@ -116,6 +121,18 @@ in
           DevicePolicy = "closed";
           DeviceAllow = cfg.gpuDevices;
           SupplementaryGroups = [ "video" ];
+          # The distribution's ProcSubset = "pid" hides /proc/meminfo,
+          # /proc/cpuinfo and /proc/driver/nvidia, which CUDA and NUMA
+          # placement read (units/ml/llama-cpp.service: ProcSubset=all).
+          ProcSubset = mkForce "all";
+          # Not set by the distribution's unit (systemd's default is 0022).
+          UMask = "0077";
+          # The rest of units/ml/llama-cpp.service (DynamicUser=, no
+          # capabilities, PrivateUsers=, PrivateMounts=, ProtectSystem=strict,
+          # the Protect*/Restrict* set, MemoryDenyWriteExecute=, RemoveIPC=,
+          # @system-service ~@privileged) is the distribution's own already.
+          # Its SystemCallErrorNumber=EPERM (a denied call fails instead of
+          # killing the server) stays: the set of allowed calls is the same.
         };
       };
 
@@ -148,11 +165,22 @@ in
           package = mkDefault cfg.ollama.package;
           host = mkDefault "127.0.0.1";
         };
-        # The distribution's unit already closes /dev and admits the NVIDIA
-        # device classes; CUDA also wants the groups owning the nodes.
-        systemd.services.ollama.serviceConfig.SupplementaryGroups = [
-          "video"
-        ] ++ lib.optional (config.users.groups ? nvidia) "nvidia";
+        # The distribution's unit already closes /dev, admits the NVIDIA
+        # device classes and carries the rest of units/ml/ollama.service.d/
+        # nvidia.conf (that drop-in repeats it for distributions whose unit
+        # is bare). Added as there: the exact device nodes (lists merge with
+        # the distribution's classes), the groups owning them, and a private
+        # mount namespace, which the distribution's unit lacks.
+        systemd.services.ollama.serviceConfig = {
+          DeviceAllow = cfg.gpuDevices;
+          # nvidia only where the group exists (hardware.cudaCache declares
+          # it): systemd refuses to start a unit with an unknown group, and
+          # on NixOS nothing else creates one.
+          SupplementaryGroups = [
+            "video"
+          ] ++ lib.optional (config.users.groups ? nvidia) "nvidia";
+          PrivateMounts = true;
+        };
       }
 
       (mkIf cfg.ollama.onDemand {

@@ -66,20 +66,25 @@ in
         # systemd creates it 0700 root and makes it (only it) writable.
         ConfigurationDirectory = "credstore";
         ConfigurationDirectoryMode = "0700";
-        # systemd leaves an existing directory's mode and owner alone;
-        # repair drift, touching nothing that is already right. Numeric ids:
-        # no NSS lookup, hence no socket needed.
+        # systemd leaves an existing directory's mode and owner alone. As
+        # units/system/setup-system-credentials.service (tested by
+        # tests/host_credentials.sh): an owner other than root is NOT
+        # repaired but fails the unit (whoever owned it may have read or
+        # planted secrets: a human must look), and a wrong mode is repaired
+        # only when wrong, so a second run changes nothing, not even the
+        # ctime. Numeric comparison, no NSS lookup, hence no socket needed.
         ExecStart = [
-          "${pkgs.findutils}/bin/find /etc/credstore -maxdepth 0 ( ! -uid 0 -o ! -gid 0 ) -exec ${pkgs.coreutils}/bin/chown 0:0 {} +"
+          "${pkgs.coreutils}/bin/test -O /etc/credstore -a -G /etc/credstore"
           "${pkgs.findutils}/bin/find /etc/credstore -maxdepth 0 ! -perm 0700 -exec ${pkgs.coreutils}/bin/chmod 0700 {} +"
         ] ++ lib.optional (cfg.generate != [ ]) "${generate} ${lib.escapeShellArgs cfg.generate}";
+        # Root owns the directory and what it creates in it: chmod and the
+        # new secrets need no capability (the sandbox's empty
+        # CapabilityBoundingSet=).
         User = "root";
-        CapabilityBoundingSet = [ "CAP_CHOWN CAP_FOWNER" ];
         PrivateDevices = true;
         PrivateNetwork = true;
         IPAddressDeny = "any";
         RestrictAddressFamilies = [ "none" ];
-        PrivateMounts = true;
         ProcSubset = "pid";
         MemoryDenyWriteExecute = true;
         SystemCallFilter = [
