@@ -49,22 +49,6 @@ t_idles_out_and_is_started_again() {
     [ "$(invocation)" != "$first" ] || fail "not a new invocation"
 }
 
-# After failed starts the socket may have hit its trigger limit: bring both
-# units back the way an admin would, and wait until a request goes through.
-recover_dispatcher() {
-    # socket first: a connection still queued on it would start the service
-    # again, and systemd refuses to start a socket whose service is active
-    sb systemctl stop luminous-healing.socket luminous-healing.service 2>/dev/null || true
-    sb systemctl reset-failed luminous-healing.service luminous-healing.socket 2>/dev/null || true
-    sb systemctl start luminous-healing.socket
-    local i r
-    for i in $(seq 40); do
-        r=$(request --id "recover-$$-$RANDOM$RANDOM" status 2>/dev/null) && [ "$(jfield success <<<"$r")" = true ] && return 0
-        sleep 0.25
-    done
-    fail "dispatcher did not come back: $r"
-}
-
 remaining_status() {   # what is left of the status budget, from the dispatcher itself
     request --id "$1" status | jfield output | python3 -c 'import json,sys; print(json.load(sys.stdin)["actions"]["status"]["remaining"])'
 }
@@ -98,7 +82,11 @@ t_state_survives_restart_and_stop() {
 }
 
 t_missing_secret_fails_with_clear_message() {
-    set_config ''
+    set_config '[caller_rate_limit]
+max = 1000
+window_secs = 300
+[actions.status]
+rate_limit = { max = 1000, window_secs = 300 }'
     sb mv /etc/luminous-healing/secret /etc/luminous-healing/secret.away
     sb systemctl stop luminous-healing.service
     sb systemctl reset-failed luminous-healing.service 2>/dev/null || true

@@ -170,6 +170,23 @@ assert e["MESSAGE_ID"] == ids[e["HEALING_OUTCOME"]], e
 ' "$outcome" "$reason" || fail "audit record for $id"
 }
 
+# After failed starts the socket may have hit its trigger limit: bring both
+# units back the way an admin would (socket first: a connection still queued
+# on it would start the service again, and systemd refuses to start a socket
+# whose service is active), then wait until the dispatcher answers at all
+# (any reply, even a refusal by the rate limit, proves it is serving).
+recover_dispatcher() {
+    sb systemctl stop luminous-healing.socket luminous-healing.service 2>/dev/null || true
+    sb systemctl reset-failed luminous-healing.service luminous-healing.socket 2>/dev/null || true
+    sb systemctl start luminous-healing.socket
+    local i r=""
+    for i in $(seq 40); do
+        r=$(request --id "recover-$$-$RANDOM$RANDOM" status 2>/dev/null) && [ -n "$(jfield request_id <<<"$r" 2>/dev/null)" ] && return 0
+        sleep 0.25
+    done
+    fail "dispatcher did not come back: $r"
+}
+
 # Write the dispatcher's config inside the container and restart it.
 set_config() {
     sb mkdir -p /etc/luminous-healing
