@@ -18,6 +18,8 @@ boot
 install_project
 set_config '[actions.adjust_swappiness]
 rate_limit = { max = 1000, window_secs = 300 }
+[actions.clear_system_cache]
+rate_limit = { max = 1000, window_secs = 300 }
 [caller_rate_limit]
 max = 1000
 window_secs = 300'
@@ -62,6 +64,49 @@ t_restored_through_the_action() {
     assert_eq "$(kernel)" "$ORIGINAL"
 }
 
+# svc_ino PID PATH: PATH's inode as the service PID sees it (its mount
+# namespace, its own procfs instance: ProtectProc= mounts a new one).
+svc_ino() { sb nsenter -t "$1" -m stat -c %i "$2"; }
+
+# docs/benchmarks.md, finding 6: a landlock rule names an inode, and procfs
+# gives /proc/sys/vm/swappiness a new one each time its dentry is evicted and
+# looked up again; the rule on the path then matched nothing and the running
+# service answered EACCES to every request. It now holds the file open from
+# before confinement (which also pins that dentry). One process serves both
+# requests here, with cache drops in between (clear_system_cache, and `echo
+# 2` inside the container) until a sibling sysctl the service does not hold
+# has a new inode in the service's own procfs instance: the drops did evict
+# there. Looking the files up from outside the service first is what made
+# the old binary fail every time (5 of 5; without it, 0 of 11); with it,
+# this case failed on the old binary with EACCES.
+t_same_process_serves_after_cache_drops() {
+    local svc=luminous-healing-adjust_swappiness.service want r pid held ctl ctl2 i
+    trap restore_swappiness EXIT
+    want=$(( ORIGINAL == 37 ? 38 : 37 ))
+    sb systemctl stop "$svc"
+    r=$(request adjust_swappiness value=$want)
+    assert_eq "$(jfield success <<<"$r")" true "$r"
+    pid=$(sb systemctl show -P MainPID "$svc")
+    [ "$pid" -gt 0 ] || fail "$svc has no main process"
+    held=$(svc_ino "$pid" /proc/sys/vm/swappiness)
+    ctl=$(svc_ino "$pid" /proc/sys/vm/overcommit_memory)
+    ctl2=$ctl
+    for i in 1 2 3 4 5; do
+        r=$(request clear_system_cache)
+        assert_eq "$(jfield success <<<"$r")" true "round $i: $r"
+        sb sh -c 'for n in 1 2 3; do echo 2 > /proc/sys/vm/drop_caches; done'
+        ctl2=$(svc_ino "$pid" /proc/sys/vm/overcommit_memory)
+        [ "$ctl2" != "$ctl" ] && break
+    done
+    [ "$ctl2" != "$ctl" ] || fail "overcommit_memory kept inode $ctl through 5 rounds of drops: nothing was evicted, nothing tested"
+    echo "service pid $pid: after $i round(s) of drops overcommit_memory inode $ctl -> $ctl2, held swappiness $held -> $(svc_ino "$pid" /proc/sys/vm/swappiness)"
+    r=$(request adjust_swappiness value="$ORIGINAL")
+    assert_eq "$(jfield success <<<"$r")" true "$r"
+    assert_eq "$(jfield output <<<"$r")" "vm.swappiness $want -> $ORIGINAL"
+    assert_eq "$(sb systemctl show -P MainPID "$svc")" "$pid" "the same process served both requests"
+    assert_eq "$(kernel)" "$ORIGINAL"
+}
+
 t_non_root_cannot_whatever_its_capabilities() {
     # the experiment behind "root uid, no capabilities" (docs/privileges.md)
     local out
@@ -80,6 +125,7 @@ run_case value_changes_in_the_kernel t_value_changes_in_the_kernel
 run_case bounds_0_and_100_accepted t_bounds_0_and_100_accepted
 run_case out_of_range_refused_and_unchanged t_out_of_range_refused_and_unchanged
 run_case restored_through_the_action t_restored_through_the_action
+run_case same_process_serves_after_cache_drops t_same_process_serves_after_cache_drops
 run_case non_root_cannot_whatever_its_capabilities_root_without_any_can t_non_root_cannot_whatever_its_capabilities
 restore_swappiness
 [ "$(kernel)" = "$ORIGINAL" ] || { echo "swappiness not restored" >&2; FAILED=$((FAILED + 1)); }

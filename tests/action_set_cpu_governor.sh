@@ -34,6 +34,28 @@ t_unknown_governor_refused() {
     done
 }
 
+# docs/benchmarks.md, finding 6: a landlock rule names an inode. procfs makes
+# a new inode whenever an evicted dentry is looked up again (a rule on a
+# /proc/sys file then stops matching); sysfs (kernfs) finds the same inode
+# again by number while the rule pins it, so the rule on the CPU tree keeps
+# matching. (In the unit, ReadWritePaths= also makes the tree a mount root,
+# which pins its dentry.) One process, cache drops between requests: the
+# second request still lists the CPUs instead of failing with EACCES.
+t_real_tree_same_process_after_cache_drops() {
+    local svc=luminous-healing-set_cpu_governor.service r pid
+    sb systemctl stop "$svc"
+    r=$(request set_cpu_governor governor=performance)
+    assert_contains "$(jfield error <<<"$r")" "no cpufreq on this machine"
+    pid=$(sb systemctl show -P MainPID "$svc")
+    [ "$pid" -gt 0 ] || fail "$svc has no main process"
+    sb nsenter -t "$pid" -m stat /sys/devices/system/cpu/online /sys/devices/system/cpu/cpu0 >/dev/null
+    # from the host: this container's /proc/sys is read-only
+    for _ in 1 2 3; do echo 2 > /proc/sys/vm/drop_caches; done
+    r=$(request set_cpu_governor governor=performance)
+    assert_contains "$(jfield error <<<"$r")" "no cpufreq on this machine"
+    assert_eq "$(sb systemctl show -P MainPID "$svc")" "$pid" "the same process served both requests"
+}
+
 use_stand_in() {
     sb sh -c "rm -rf $STANDIN && for n in 0 1 2 3; do
         mkdir -p $STANDIN/cpu\$n/cpufreq
@@ -84,6 +106,7 @@ t_stand_in_drop_in_removed_real_tree_again() {
 
 run_case real_sysfs_without_cpufreq_is_a_clear_error t_real_sysfs_without_cpufreq_is_a_clear_error
 run_case unknown_governor_refused t_unknown_governor_refused
+run_case real_tree_same_process_after_cache_drops t_real_tree_same_process_after_cache_drops
 run_case stand_in_tree_every_cpu_set t_stand_in_tree_every_cpu_set
 run_case stand_in_tree_unavailable_governor_changes_nothing t_stand_in_tree_unavailable_governor_changes_nothing
 run_case stand_in_drop_in_removed_real_tree_again t_stand_in_drop_in_removed_real_tree_again

@@ -3,14 +3,18 @@
 //!
 //! Privilege: root uid with no capabilities: the kernel checks only the
 //! file's mode (root's 0200), found by experiment in the container.
-//! Landlock: that one file, read-write (write-only is not a landlock right
-//! distinct enough to matter: the file cannot be read by anyone).
+//! Landlock: no path at all. The file is opened write-only once, before
+//! confinement, and each request writes that descriptor at offset 0
+//! (pwrite): a landlock rule on a procfs file stops matching once the kernel
+//! evicts its dentry, which this very action makes it do (docs/benchmarks.md,
+//! finding 6).
 
 use healing_activation::worker::{run_worker, PathRule, Ruleset, WorkerSpec};
 use healing_auth::Peer;
 use healing_policy::{Action, ActionName, Config};
 use healing_protocol::{ActionReply, Caller};
-use std::io::Write;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -24,21 +28,21 @@ static SPEC: WorkerSpec = WorkerSpec {
 };
 
 fn ruleset(_: &Config) -> Ruleset {
-    Ruleset::new(vec![PathRule::rw(DROP_CACHES)])
+    Ruleset::new(vec![PathRule::held_wo(DROP_CACHES)])
 }
 
-/// Syncs, then asks the kernel (or a stand-in file in tests) to drop clean
-/// caches. Without the sync, dirty pages would stay cached.
-fn clear(path: &Path) -> Result<String, String> {
+/// Syncs, then asks the kernel, through `f` (the held sysctl file, or a
+/// stand-in in tests; `path` names it), to drop clean caches. Without the
+/// sync, dirty pages would stay cached.
+fn clear(f: &File, path: &Path) -> Result<String, String> {
     let t0 = Instant::now();
     nix::unistd::sync();
     let synced = t0.elapsed();
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(path)
-        .map_err(|e| format!("cannot open {} for writing: {e}", path.display()))?;
-    f.write_all(b"3\n")
-        .map_err(|e| format!("cannot write 3 to {}: {e}", path.display()))?;
+    match f.write_at(b"3\n", 0) {
+        Ok(2) => {}
+        Ok(n) => return Err(format!("short write to {}: {n} of 2 bytes", path.display())),
+        Err(e) => return Err(format!("cannot write 3 to {}: {e}", path.display())),
+    }
     Ok(format!(
         "synced in {} ms; dropped page cache, dentries and inodes (3 > {}) in {} ms",
         synced.as_millis(),
@@ -49,10 +53,13 @@ fn clear(path: &Path) -> Result<String, String> {
 
 fn handle(action: &Action, _: &Caller, _: &Peer, _: &Config) -> ActionReply {
     match action {
-        Action::ClearSystemCache => match clear(Path::new(DROP_CACHES)) {
-            Ok(out) => ActionReply::ok(out),
-            Err(e) => ActionReply::failed(e),
-        },
+        Action::ClearSystemCache => {
+            let path = Path::new(DROP_CACHES);
+            match Ruleset::held_file(path).and_then(|f| clear(&f, path)) {
+                Ok(out) => ActionReply::ok(out),
+                Err(e) => ActionReply::failed(e),
+            }
+        }
         other => ActionReply::failed(format!(
             "clear_system_cache cannot perform {:?}",
             other.name()
@@ -72,9 +79,18 @@ mod tests {
     fn writes_3_to_a_stand_in_file() {
         let p = std::env::temp_dir().join(format!("lh-drop-caches-{}", std::process::id()));
         std::fs::write(&p, "").unwrap();
-        assert!(clear(&p).unwrap().contains("dropped page cache"));
+        // one descriptor, several requests: each writes at offset 0
+        let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+        assert!(clear(&f, &p).unwrap().contains("dropped page cache"));
+        assert!(clear(&f, &p).unwrap().contains("dropped page cache"));
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "3\n");
+        let read_only = File::open(&p).unwrap();
+        assert!(clear(&read_only, &p)
+            .unwrap_err()
+            .contains("cannot write 3"));
         std::fs::remove_file(&p).unwrap();
-        assert!(clear(&p).unwrap_err().contains("cannot open"));
+        assert!(Ruleset::held_file(Path::new(DROP_CACHES))
+            .unwrap_err()
+            .contains("not opened before confinement"));
     }
 }

@@ -45,6 +45,29 @@
 //! stopping for), unless the rule is marked [`PathRule::optional`], for paths
 //! that legitimately come and go (hardware-dependent sysfs trees).
 //!
+//! # procfs: held descriptors instead of rules
+//!
+//! A landlock rule names an *inode*: the kernel attaches the rule to the
+//! inode open when it was added (and pins that inode), and a later access
+//! matches only if it reaches the same inode. procfs does not keep its
+//! inodes: `/proc/sys/...` and `/proc/<pid>/...` entries get a new inode each
+//! time their dentry is looked up again after being evicted (memory
+//! pressure, `echo 2 > /proc/sys/vm/drop_caches`, which `clear_system_cache`
+//! itself does). From then on the rule matches nothing and a long-running
+//! confined process gets EACCES on the file it was built to use. (sysfs and
+//! other kernfs trees are not affected: their inodes are found again by
+//! number while the rule pins them.)
+//!
+//! So a rule on a procfs path is refused unless that path is a mount root
+//! (a mount pins its root dentry, hence its inode: `/proc` itself, or a
+//! `ReadWritePaths=` bind mount). An action that needs a procfs file uses
+//! [`PathRule::held_rw`] (or `held_ro`, `held_wo`) instead: the file is
+//! opened once, before confinement, no rule is added for it (its path stays
+//! denied like every other path), and the action uses the descriptor, from
+//! [`Ruleset::held_file`], with pread/pwrite at offset 0 (a sysctl file
+//! takes a whole value at offset 0 on every write, and reads it from
+//! offset 0).
+//!
 //! Landlock confines the calling thread and every thread and child created
 //! after it, so [`Ruleset::restrict_self`] must run before the process spawns
 //! any thread; the worker runtime does exactly that.
@@ -54,7 +77,10 @@ use landlock::{
     PathFd, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
 };
 use std::fmt;
+use std::fs::File;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 pub use caps::Capability;
 use caps::{CapSet, CapsHashSet};
@@ -198,9 +224,23 @@ pub enum PathAccess {
     ReadWrite,
     /// Every filesystem right.
     Full,
+    /// Not a landlock rule: the file is opened once, with this mode, before
+    /// confinement, and the descriptor is kept ([`Ruleset::held_file`]). No
+    /// rule is added, so the path itself is denied afterwards. For procfs
+    /// files, whose inodes a rule cannot follow (see the module doc).
+    Held(FdMode),
+}
+
+/// How a held file is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FdMode {
+    Read,
+    Write,
+    ReadWrite,
 }
 
 impl PathAccess {
+    /// The rule's rights (none for a held file, which gets no rule).
     fn rights(self) -> BitFlags<AccessFs> {
         let read = AccessFs::ReadFile | AccessFs::ReadDir;
         match self {
@@ -208,6 +248,7 @@ impl PathAccess {
             PathAccess::ReadExec => read | AccessFs::Execute,
             PathAccess::ReadWrite => AccessFs::from_all(TARGET_ABI) & !AccessFs::Execute,
             PathAccess::Full => AccessFs::from_all(TARGET_ABI),
+            PathAccess::Held(_) => BitFlags::empty(),
         }
     }
 
@@ -217,6 +258,9 @@ impl PathAccess {
             PathAccess::ReadExec => "rx",
             PathAccess::ReadWrite => "rw",
             PathAccess::Full => "full",
+            PathAccess::Held(FdMode::Read) => "ro (fd opened before landlock, no rule)",
+            PathAccess::Held(FdMode::Write) => "wo (fd opened before landlock, no rule)",
+            PathAccess::Held(FdMode::ReadWrite) => "rw (fd opened before landlock, no rule)",
         }
     }
 }
@@ -250,6 +294,18 @@ impl PathRule {
     pub fn full(path: impl Into<PathBuf>) -> Self {
         Self::new(path, PathAccess::Full)
     }
+    /// A file opened read-only before confinement and kept; no rule.
+    pub fn held_ro(path: impl Into<PathBuf>) -> Self {
+        Self::new(path, PathAccess::Held(FdMode::Read))
+    }
+    /// A file opened write-only before confinement and kept; no rule.
+    pub fn held_wo(path: impl Into<PathBuf>) -> Self {
+        Self::new(path, PathAccess::Held(FdMode::Write))
+    }
+    /// A file opened read-write before confinement and kept; no rule.
+    pub fn held_rw(path: impl Into<PathBuf>) -> Self {
+        Self::new(path, PathAccess::Held(FdMode::ReadWrite))
+    }
     /// Marks the rule as skipped when its path does not exist.
     pub fn optional(mut self) -> Self {
         self.optional = true;
@@ -274,6 +330,8 @@ pub struct LandlockReport {
     pub status: String,
     /// Paths that were optional and absent.
     pub skipped: Vec<PathBuf>,
+    /// Files opened before confinement and kept ([`PathAccess::Held`]).
+    pub held: Vec<PathBuf>,
 }
 
 impl fmt::Display for LandlockReport {
@@ -287,12 +345,69 @@ impl fmt::Display for LandlockReport {
                 .collect();
             write!(f, " (absent, skipped: {})", s.join(", "))?;
         }
+        if !self.held.is_empty() {
+            let s: Vec<_> = self.held.iter().map(|p| p.display().to_string()).collect();
+            write!(f, "; held open, no rule: {}", s.join(", "))?;
+        }
         Ok(())
     }
 }
 
 fn ll_err(what: &str) -> impl Fn(landlock::RulesetError) -> SandboxError + '_ {
     move |e| SandboxError(format!("landlock: {what}: {e}"))
+}
+
+/// The files held by the last successful [`Ruleset::restrict_self`].
+static HELD: Mutex<Vec<(PathBuf, Arc<File>)>> = Mutex::new(Vec::new());
+
+fn held_files() -> std::sync::MutexGuard<'static, Vec<(PathBuf, Arc<File>)>> {
+    // Nothing panics while holding the lock; a poisoned list is still whole.
+    HELD.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn open_held(path: &Path, mode: FdMode) -> std::io::Result<File> {
+    let mut o = std::fs::OpenOptions::new();
+    match mode {
+        FdMode::Read => o.read(true),
+        FdMode::Write => o.write(true),
+        FdMode::ReadWrite => o.read(true).write(true),
+    };
+    // Not following a symbolic link: the held file is the one named.
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut o, libc::O_NOFOLLOW);
+    o.open(path)
+}
+
+/// Whether a rule on `path` would stop matching once the kernel evicts its
+/// dentry: procfs makes a new inode for every fresh lookup, except for a
+/// mount's root, which the mount pins. `Err` when it cannot tell.
+fn unstable_inode(path: &Path) -> std::io::Result<bool> {
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: zeroed plain C structs, filled by the kernel; `c` outlives the calls.
+    let (fs, stx) = unsafe {
+        let mut fs: libc::statfs = std::mem::zeroed();
+        if libc::statfs(c.as_ptr(), &mut fs) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut stx: libc::statx = std::mem::zeroed();
+        if libc::statx(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            0,
+            libc::STATX_BASIC_STATS,
+            &mut stx,
+        ) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+        (fs, stx)
+    };
+    // f_type and the magic are `long` here, but not on every libc target.
+    #[allow(clippy::unnecessary_cast)]
+    let procfs = fs.f_type as i64 == libc::PROC_SUPER_MAGIC as i64;
+    let mount_root_known = stx.stx_attributes_mask & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0;
+    let mount_root = stx.stx_attributes & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0;
+    Ok(procfs && !(mount_root_known && mount_root))
 }
 
 impl Ruleset {
@@ -303,19 +418,69 @@ impl Ruleset {
         }
     }
 
+    /// The descriptor of a file held by [`Ruleset::restrict_self`]
+    /// ([`PathRule::held_rw`] and the like). `Err` (the text names the path)
+    /// if no applied ruleset holds it.
+    pub fn held_file(path: &Path) -> Result<Arc<File>, String> {
+        held_files()
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, f)| Arc::clone(f))
+            .ok_or_else(|| {
+                format!(
+                    "{} was not opened before confinement (no held-file rule for it)",
+                    path.display()
+                )
+            })
+    }
+
     /// Confines this process (its calling thread and everything it starts
     /// afterwards) to the ruleset. Call it before spawning any thread.
+    /// Held files are opened first and kept for [`Ruleset::held_file`].
     pub fn restrict_self(&self) -> Result<LandlockReport, SandboxError> {
         // Open every path first: a missing required path must stop us before
         // anything is enforced, with its name in the error.
         let mut rules = Vec::new();
         let mut skipped = Vec::new();
+        let mut held = Vec::new();
         for r in &self.paths {
             if !r.path.is_absolute() {
                 return Err(SandboxError(format!(
                     "landlock: rule path {} is not absolute",
                     r.path.display()
                 )));
+            }
+            if let PathAccess::Held(mode) = r.access {
+                match open_held(&r.path, mode) {
+                    Ok(f) => held.push((r.path.clone(), Arc::new(f))),
+                    Err(_) if r.optional && !r.path.exists() => skipped.push(r.path.clone()),
+                    Err(e) => {
+                        return Err(SandboxError(format!(
+                            "landlock: cannot open {} to hold it ({}): {e}",
+                            r.path.display(),
+                            r.access.as_str()
+                        )))
+                    }
+                }
+                continue;
+            }
+            match unstable_inode(&r.path) {
+                Ok(false) => {}
+                Ok(true) => {
+                    return Err(SandboxError(format!(
+                        "landlock: {} is on procfs, whose inodes are replaced when the kernel \
+                         evicts their dentries: a rule on it would stop matching (EACCES) while \
+                         the action runs; hold the file open instead (PathRule::held_*)",
+                        r.path.display()
+                    )))
+                }
+                Err(_) if r.optional && !r.path.exists() => {}
+                Err(e) => {
+                    return Err(SandboxError(format!(
+                        "landlock: cannot stat {}: {e}",
+                        r.path.display()
+                    )))
+                }
             }
             let fd = match PathFd::new(&r.path) {
                 Ok(fd) => fd,
@@ -405,10 +570,19 @@ impl Ruleset {
                 )))
             }
         };
+        let held_paths = held.iter().map(|(p, _)| p.clone()).collect();
+        {
+            let mut list = held_files();
+            for (p, f) in held {
+                list.retain(|(q, _)| *q != p);
+                list.push((p, f));
+            }
+        }
         Ok(LandlockReport {
             kernel_abi,
             status: label.into(),
             skipped,
+            held: held_paths,
         })
     }
 }
@@ -504,6 +678,66 @@ mod tests {
         assert!(e.contains("/nonexistent/luminous-healing"), "{e}");
         let r = Ruleset::new(vec![PathRule::ro("relative")]);
         assert!(r.restrict_self().unwrap_err().0.contains("not absolute"));
+    }
+
+    #[test]
+    fn rule_on_a_procfs_file_is_refused_before_enforcing() {
+        // /proc/self/status gets a new inode whenever its dentry is looked
+        // up afresh: a rule on it would stop matching.
+        let r = Ruleset::new(vec![PathRule::ro("/proc/self/status")]);
+        let e = r.restrict_self().unwrap_err().0;
+        assert!(e.contains("is on procfs") && e.contains("held"), "{e}");
+        // the procfs mount's root is pinned by the mount: fine
+        assert!(!unstable_inode(Path::new("/proc")).unwrap());
+        assert!(unstable_inode(Path::new("/proc/self/status")).unwrap());
+        assert!(!unstable_inode(&std::env::temp_dir()).unwrap());
+        // a held file that cannot be opened stops us, named
+        let r = Ruleset::new(vec![PathRule::held_rw("/nonexistent/luminous-healing")]);
+        let e = r.restrict_self().unwrap_err().0;
+        assert!(
+            e.contains("cannot open /nonexistent/luminous-healing to hold it"),
+            "{e}"
+        );
+        assert_eq!(
+            PathAccess::Held(FdMode::Write).as_str(),
+            "wo (fd opened before landlock, no rule)"
+        );
+    }
+
+    /// A held file: usable through its descriptor after confinement, while
+    /// its path is denied like any other (no rule was added for it).
+    #[test]
+    fn held_file_is_usable_through_its_descriptor_only() {
+        use std::os::unix::fs::FileExt;
+        let dir = std::env::temp_dir().join(format!("lh-sandbox-held-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let held = dir.join("held");
+        std::fs::write(&held, "60\n").unwrap();
+        let held2 = held.clone();
+        let t = std::thread::spawn(move || {
+            let r = Ruleset::new(vec![PathRule::held_rw(held2.clone())]);
+            let report = r.restrict_self().unwrap();
+            let f = Ruleset::held_file(&held2).unwrap();
+            let mut buf = [0u8; 8];
+            let n = f.read_at(&mut buf, 0).unwrap();
+            let before = String::from_utf8_lossy(&buf[..n]).to_string();
+            f.write_at(b"10\n", 0).unwrap();
+            let by_path = landlock_self_test(&held2);
+            (report, before, by_path)
+        });
+        let (report, before, by_path) = t.join().unwrap();
+        assert_eq!(report.held, vec![held.clone()]);
+        assert!(
+            report.to_string().contains("held open, no rule"),
+            "{report}"
+        );
+        assert_eq!(before, "60\n");
+        assert!(by_path.unwrap().contains("EACCES"));
+        assert_eq!(std::fs::read_to_string(&held).unwrap(), "10\n");
+        assert!(Ruleset::held_file(Path::new("/nonexistent/x"))
+            .unwrap_err()
+            .contains("not opened before confinement"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// Confines a child thread only (landlock is per thread until a later

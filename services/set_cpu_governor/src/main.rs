@@ -2,7 +2,12 @@
 //!
 //! Privilege: root uid with no capabilities (sysfs attributes are root's
 //! 0644). Landlock: the CPU sysfs tree, read-write; `cpuN/cpufreq` links
-//! into `cpufreq/policyN` inside the same tree.
+//! into `cpufreq/policyN` inside the same tree. A path rule is safe here,
+//! unlike on procfs (docs/benchmarks.md, finding 6): sysfs (kernfs) looks a
+//! node's inode up again by number, so the inode the rule pins is the one
+//! every later lookup finds, even after the kernel evicts the dentries
+//! (checked: a landlocked process kept reading `cpu/online` through cache
+//! drops that made its rule on `/proc/sys/vm/swappiness` stop matching).
 //!
 //! All CPUs are checked before any is changed: the governor must be listed
 //! in every CPU's `scaling_available_governors`, so a request either applies
