@@ -8,7 +8,7 @@
 //! static SPEC: WorkerSpec = WorkerSpec {
 //!     action: ActionName::AdjustSwappiness,
 //!     capabilities: &[],
-//!     landlock: |_config| Ruleset::new(vec![PathRule::rw("/proc/sys/vm/swappiness")]),
+//!     landlock: |_config| Ruleset::new(vec![PathRule::held_rw("/proc/sys/vm/swappiness")]),
 //! };
 //!
 //! fn main() -> std::process::ExitCode {
