@@ -84,10 +84,9 @@ fn handle(action: &Action, _: &Caller, _: &Peer, _: &Config) -> ActionReply {
     match action {
         Action::AdjustSwappiness { value } => {
             let path = Path::new(SWAPPINESS);
-            match Ruleset::held_file(path).and_then(|f| set(&f, path, *value)) {
-                Ok(out) => ActionReply::ok(out),
-                Err(e) => ActionReply::failed(e),
-            }
+            Ruleset::held_file(path)
+                .and_then(|f| set(&f, path, *value))
+                .into()
         }
         other => ActionReply::failed(format!(
             "adjust_swappiness cannot perform {:?}",

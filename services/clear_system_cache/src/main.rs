@@ -55,10 +55,9 @@ fn handle(action: &Action, _: &Caller, _: &Peer, _: &Config) -> ActionReply {
     match action {
         Action::ClearSystemCache => {
             let path = Path::new(DROP_CACHES);
-            match Ruleset::held_file(path).and_then(|f| clear(&f, path)) {
-                Ok(out) => ActionReply::ok(out),
-                Err(e) => ActionReply::failed(e),
-            }
+            Ruleset::held_file(path)
+                .and_then(|f| clear(&f, path))
+                .into()
         }
         other => ActionReply::failed(format!(
             "clear_system_cache cannot perform {:?}",

@@ -32,6 +32,17 @@ pub struct ActionReply {
     pub error: Option<String>,
 }
 
+/// An action's result as its reply: the `Ok` text is the output, the `Err`
+/// text the error.
+impl From<Result<String, String>> for ActionReply {
+    fn from(r: Result<String, String>) -> Self {
+        match r {
+            Ok(out) => ActionReply::ok(out),
+            Err(e) => ActionReply::failed(e),
+        }
+    }
+}
+
 impl ActionReply {
     pub fn ok(output: impl Into<String>) -> Self {
         ActionReply {

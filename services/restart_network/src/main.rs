@@ -97,10 +97,7 @@ fn handle(action: &Action, _: &Caller, _: &Peer, config: &Config) -> ActionReply
     // A second under the worker's limit, so our "timeout" with the job path
     // reaches the caller rather than the worker's generic message.
     let secs = config.action_timeout_secs(ActionName::RestartNetwork);
-    match restart_network(Duration::from_secs(secs.saturating_sub(1).max(1))) {
-        Ok(out) => ActionReply::ok(out),
-        Err(e) => ActionReply::failed(e),
-    }
+    restart_network(Duration::from_secs(secs.saturating_sub(1).max(1))).into()
 }
 
 fn main() -> ExitCode {

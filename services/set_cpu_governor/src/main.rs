@@ -128,10 +128,7 @@ pub fn set_governor(root: &Path, governor: Governor) -> Result<String, String> {
 
 fn handle(action: &Action, _: &Caller, _: &Peer, _: &Config) -> ActionReply {
     match action {
-        Action::SetCpuGovernor { governor } => match set_governor(&sysfs_root(), *governor) {
-            Ok(out) => ActionReply::ok(out),
-            Err(e) => ActionReply::failed(e),
-        },
+        Action::SetCpuGovernor { governor } => set_governor(&sysfs_root(), *governor).into(),
         other => ActionReply::failed(format!(
             "set_cpu_governor cannot perform {:?}",
             other.name()
