@@ -7,13 +7,15 @@
 { pkgs, systemd }:
 
 let
-  sandbox = {
-    CapabilityBoundingSet = [ "" ];
+  # What every host-service unit of units/ sets, the drop-ins for the
+  # distribution's daemons (clamav-daemon, sshd, ollama) included: no new
+  # privileges, read-only system, private /tmp and mount namespace, no
+  # kernel or clock access, native syscalls only.
+  baseline = {
     NoNewPrivileges = true;
     PrivateMounts = true;
     PrivateTmp = true;
     ProtectSystem = "strict";
-    ProtectHome = true;
     ProtectKernelTunables = true;
     ProtectKernelModules = true;
     ProtectKernelLogs = true;
@@ -25,15 +27,25 @@ let
     RestrictRealtime = true;
     RestrictSUIDSGID = true;
     LockPersonality = true;
-    RemoveIPC = true;
     SystemCallArchitectures = "native";
+  };
+
+  sandbox = baseline // {
+    CapabilityBoundingSet = [ "" ];
+    ProtectHome = true;
+    RemoveIPC = true;
     UMask = "0077";
   };
 in
 {
-  # The common hardening of units/*: no capabilities, read-only system,
-  # private /tmp and mount namespace, no kernel or clock access, native
-  # syscalls only.
+  # The hardening every unit of units/* shares, for the drop-ins that
+  # confine a daemon the distribution's module runs: these choose their own
+  # capabilities, home access, IPC and umask.
+  inherit baseline;
+
+  # The common hardening of units/* for the services defined here: the
+  # baseline, and no capabilities, no home, IPC and files private to the
+  # service.
   # Services add what they need on top (devices, writable paths, address
   # families) or override an entry with their own reason.
   inherit sandbox;

@@ -116,13 +116,10 @@ in
       # capability at all. mkDefault throughout: where the distribution sets
       # a key itself, its choice stands (and no two definitions conflict
       # when it starts setting one of these).
-      systemd.services.clamav-daemon.serviceConfig = mkIf config.services.clamav.daemon.enable (lib.mapAttrs (_: mkDefault) {
+      systemd.services.clamav-daemon.serviceConfig = mkIf config.services.clamav.daemon.enable (lib.mapAttrs (_: mkDefault) (common.baseline // {
         User = "clamav";
         Group = "clamav";
         CapabilityBoundingSet = [ "" ];
-        NoNewPrivileges = true;
-        PrivateMounts = true;
-        ProtectSystem = "strict";
         # Log and pid file; the database is freshclam's to write (the
         # distribution's StateDirectory= keeps /var/lib/clamav writable).
         ReadWritePaths = [
@@ -130,23 +127,10 @@ in
           "-/run/clamav"
         ];
         ProtectHome = "read-only";
-        PrivateTmp = true;
         PrivateDevices = true;
-        ProtectKernelTunables = true;
-        ProtectKernelModules = true;
-        ProtectKernelLogs = true;
-        ProtectControlGroups = true;
-        ProtectClock = true;
-        ProtectHostname = true;
-        ProtectProc = "invisible";
-        RestrictNamespaces = true;
-        RestrictRealtime = true;
-        RestrictSUIDSGID = true;
         # TCPSocket= in clamd.conf needs AF_INET*; the default is the unix socket.
         RestrictAddressFamilies = [ "AF_UNIX AF_INET AF_INET6" ];
-        LockPersonality = true;
         MemoryDenyWriteExecute = true;
-        SystemCallArchitectures = "native";
         # Started as clamav, clamd drops no privileges: nothing of
         # @privileged is needed.
         SystemCallFilter = [
@@ -155,7 +139,7 @@ in
         ];
         PrivateUsers = true;
         UMask = "0027";
-      });
+      }));
 
       systemd.tmpfiles.rules = [ "d /var/log/clamav 0755 clamav clamav -" ];
     })
@@ -255,7 +239,9 @@ in
       # (preStart runs under the same confinement, hence -/etc/ssh below).
       # This applies to sshd.service only, not to the per-connection
       # sshd@.service of services.openssh.startWhenNeeded.
-      systemd.services.sshd.serviceConfig = {
+      # The baseline's ProtectProc=invisible: sessions see only their own
+      # users' processes (root sees all).
+      systemd.services.sshd.serviceConfig = common.baseline // {
         # Exactly the set tests/host_sshd_login.sh proves (a key login over
         # a pty through PAM fails without any one of them): port 22;
         # pam_unix reading a mode-0000 /etc/shadow; becoming the user;
@@ -274,9 +260,6 @@ in
           "CAP_KILL"
           "CAP_AUDIT_WRITE"
         ];
-        NoNewPrivileges = true;
-        PrivateMounts = true;
-        ProtectSystem = "strict";
         ReadWritePaths = [
           "-/etc/ssh"
           "-/home"
@@ -288,22 +271,8 @@ in
           "-/run/utmp"
         ];
         ProtectHome = false;
-        PrivateTmp = true;
         PrivateDevices = true;
-        ProtectKernelTunables = true;
-        ProtectKernelModules = true;
-        ProtectKernelLogs = true;
-        ProtectControlGroups = true;
-        ProtectClock = true;
-        ProtectHostname = true;
-        # Sessions see only their own users' processes (root sees all).
-        ProtectProc = "invisible";
-        RestrictNamespaces = true;
-        RestrictRealtime = true;
-        RestrictSUIDSGID = true;
-        LockPersonality = true;
         RestrictAddressFamilies = [ "AF_INET AF_INET6 AF_UNIX AF_NETLINK" ];
-        SystemCallArchitectures = "native";
         # chroot is outside @system-service; the privilege-separated child
         # is killed with SIGSYS before authentication without it.
         SystemCallFilter = [ "@system-service chroot" ];
