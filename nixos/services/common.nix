@@ -1,10 +1,17 @@
 # Shared pieces of the host-service modules: the sandbox every service here
-# starts from, and the readiness wait that on-demand backends need.
+# starts from, and the on-demand scheme (socket, proxy, readiness wait) of
+# the backends that are started only when used.
 #
 # The values mirror units/ (the non-NixOS units, tested against a real
 # systemd by tests/host_*.sh), so a service configured through NixOS gets
 # the same confinement as the one installed from units/.
-{ pkgs, systemd }:
+#
+# lib (nixpkgs' lib) is needed by onDemand only.
+{
+  pkgs,
+  systemd,
+  lib ? null,
+}:
 
 let
   # What every host-service unit of units/ sets, the drop-ins for the
@@ -36,19 +43,6 @@ let
     RemoveIPC = true;
     UMask = "0077";
   };
-in
-{
-  # The hardening every unit of units/* shares, for the drop-ins that
-  # confine a daemon the distribution's module runs: these choose their own
-  # capabilities, home access, IPC and umask.
-  inherit baseline;
-
-  # The common hardening of units/* for the services defined here: the
-  # baseline, and no capabilities, no home, IPC and files private to the
-  # service.
-  # Services add what they need on top (devices, writable paths, address
-  # families) or override an entry with their own reason.
-  inherit sandbox;
 
   # systemd-socket-proxyd connects to its backend once and does not retry,
   # so a backend behind it must count as started only once its port
@@ -120,6 +114,70 @@ in
               IPAddressAllow = "localhost";
             }
         );
+    };
+in
+{
+  # The hardening every unit of units/* shares, for the drop-ins that
+  # confine a daemon the distribution's module runs: these choose their own
+  # capabilities, home access, IPC and umask.
+  inherit baseline;
+
+  # The common hardening of units/* for the services defined here: the
+  # baseline, and no capabilities, no home, IPC and files private to the
+  # service.
+  # Services add what they need on top (devices, writable paths, address
+  # families) or override an entry with their own reason.
+  inherit sandbox;
+
+  # The readiness wait above (onDemand puts it in the backend;
+  # tests/nix_dropins.sh runs it under a real systemd).
+  inherit waitForPort;
+
+  # A backend service started on demand and stopped when idle: a socket
+  # that clients connect to at `listenAddress`, the proxy it starts
+  # (proxyService above), which forwards to the backend at `port`, and the
+  # backend itself, which now only the proxy starts, stops with it
+  # (StopWhenUnneeded=) and counts as started once its port answers
+  # (waitForPort). `name` is the backend's unit name; the proxy is
+  # `name`-proxy, and so is the socket unless `socketName` names it
+  # otherwise (it then hands its connections to the proxy with Service=).
+  # A configuration fragment, for mkMerge next to the backend's own.
+  onDemand =
+    {
+      name,
+      port,
+      listenAddress,
+      idle,
+      socketDescription,
+      proxyDescription,
+      socketName ? "${name}-proxy",
+      joinNamespace ? false,
+    }:
+    {
+      systemd.services = {
+        ${name} = {
+          # Started by the proxy only, never at boot.
+          wantedBy = lib.mkForce [ ];
+          unitConfig.StopWhenUnneeded = true;
+          serviceConfig.ExecStartPost = waitForPort port;
+        };
+        "${name}-proxy" = proxyService {
+          description = proxyDescription;
+          backend = "${name}.service";
+          socket = "${socketName}.socket";
+          inherit port idle joinNamespace;
+        };
+      };
+      systemd.sockets.${socketName} = {
+        description = socketDescription;
+        wantedBy = [ "sockets.target" ];
+        listenStreams = [ listenAddress ];
+        socketConfig =
+          {
+            FreeBind = true;
+          }
+          // (if socketName == "${name}-proxy" then { } else { Service = "${name}-proxy.service"; });
+      };
     };
 
   # The device nodes CUDA opens; nothing else from /dev.

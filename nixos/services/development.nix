@@ -23,12 +23,11 @@ let
     mkIf
     mkMerge
     mkDefault
-    mkForce
     types
     ;
   cfg = config.luminous.services.development.jupyter;
   common = import ./common.nix {
-    inherit pkgs;
+    inherit lib pkgs;
     systemd = config.systemd.package;
   };
   user = config.users.users.${cfg.user} or null;
@@ -132,26 +131,16 @@ in
       };
     }
 
-    (mkIf cfg.onDemand {
-      systemd.services.jupyter = {
-        wantedBy = mkForce [ ];
-        unitConfig.StopWhenUnneeded = true;
-        serviceConfig.ExecStartPost = common.waitForPort backendPort;
-        serviceConfig.TimeoutStartSec = "2min";
-      };
-      systemd.sockets.jupyter-proxy = {
-        description = "JupyterLab socket (starts it on demand)";
-        wantedBy = [ "sockets.target" ];
-        listenStreams = [ "127.0.0.1:8888" ];
-        socketConfig.FreeBind = true;
-      };
-      systemd.services.jupyter-proxy = common.proxyService {
-        description = "JupyterLab on-demand proxy";
-        backend = "jupyter.service";
-        socket = "jupyter-proxy.socket";
+    (mkIf cfg.onDemand (mkMerge [
+      { systemd.services.jupyter.serviceConfig.TimeoutStartSec = "2min"; }
+      (common.onDemand {
+        name = "jupyter";
+        socketDescription = "JupyterLab socket (starts it on demand)";
+        proxyDescription = "JupyterLab on-demand proxy";
+        listenAddress = "127.0.0.1:8888";
         port = backendPort;
         idle = cfg.idleTimeout;
-      };
-    })
+      })
+    ]))
   ]);
 }

@@ -25,7 +25,7 @@ let
     ;
   cfg = config.luminous.services.ml;
   common = import ./common.nix {
-    inherit pkgs;
+    inherit lib pkgs;
     systemd = config.systemd.package;
   };
   llamaPort = config.services.llama-cpp.port;
@@ -90,73 +90,63 @@ in
   };
 
   config = mkMerge [
-    (mkIf cfg.llama-cpp.enable {
-      services.llama-cpp = {
-        enable = true;
-        # Inside its own network namespace (below): this address is not the
-        # host's, so it does not clash with the socket on the same port.
-        host = mkDefault "127.0.0.1";
-      };
-
-      systemd.services.llama-cpp = {
-        # Started by the proxy only, never at boot.
-        wantedBy = mkForce [ ];
-        unitConfig.StopWhenUnneeded = true;
-        serviceConfig = {
-          # The distribution's Type = "idle" delays the start until no job
-          # is running, up to 5 s, and the proxy's start job is running
-          # (waiting for this one): every cold start would lose those 5 s.
-          # units/ml/llama-cpp.service is a plain simple service.
-          Type = mkForce "simple";
-          # The model gets no network at all: the proxy joins this
-          # namespace and is the only way in.
-          PrivateNetwork = true;
-          IPAddressDeny = "any";
-          IPAddressAllow = "localhost";
-          ExecStartPost = common.waitForPort llamaPort;
-          # Loading a multi-GB model can take minutes.
-          TimeoutStartSec = "10min";
-          # --mlock of a large model needs the limit, not CAP_IPC_LOCK.
-          LimitMEMLOCK = "infinity";
-          DevicePolicy = "closed";
-          DeviceAllow = cfg.gpuDevices;
-          SupplementaryGroups = [ "video" ];
-          # The distribution's ProcSubset = "pid" hides /proc/meminfo,
-          # /proc/cpuinfo and /proc/driver/nvidia, which CUDA and NUMA
-          # placement read (units/ml/llama-cpp.service: ProcSubset=all).
-          ProcSubset = mkForce "all";
-          # Not set by the distribution's unit (systemd's default is 0022).
-          UMask = "0077";
-          # The rest of units/ml/llama-cpp.service (DynamicUser=, no
-          # capabilities, PrivateUsers=, PrivateMounts=, ProtectSystem=strict,
-          # the Protect*/Restrict* set, MemoryDenyWriteExecute=, RemoveIPC=,
-          # @system-service ~@privileged) is the distribution's own already.
-          # Its SystemCallErrorNumber=EPERM (a denied call fails instead of
-          # killing the server) stays: the set of allowed calls is the same.
+    (mkIf cfg.llama-cpp.enable (mkMerge [
+      {
+        services.llama-cpp = {
+          enable = true;
+          # Inside its own network namespace (below): this address is not the
+          # host's, so it does not clash with the socket on the same port.
+          host = mkDefault "127.0.0.1";
         };
-      };
 
-      # Same names as units/ml: llama-cpp.socket hands its connections to
-      # the proxy (Service=), not to llama-cpp.service, which takes no fds.
-      systemd.sockets.llama-cpp = {
-        description = "llama.cpp server socket (starts the model on demand)";
-        wantedBy = [ "sockets.target" ];
-        listenStreams = [ cfg.llama-cpp.listenAddress ];
-        socketConfig = {
-          Service = "llama-cpp-proxy.service";
-          FreeBind = true;
+        systemd.services.llama-cpp = {
+          serviceConfig = {
+            # The distribution's Type = "idle" delays the start until no job
+            # is running, up to 5 s, and the proxy's start job is running
+            # (waiting for this one): every cold start would lose those 5 s.
+            # units/ml/llama-cpp.service is a plain simple service.
+            Type = mkForce "simple";
+            # The model gets no network at all: the proxy joins this
+            # namespace and is the only way in.
+            PrivateNetwork = true;
+            IPAddressDeny = "any";
+            IPAddressAllow = "localhost";
+            # Loading a multi-GB model can take minutes.
+            TimeoutStartSec = "10min";
+            # --mlock of a large model needs the limit, not CAP_IPC_LOCK.
+            LimitMEMLOCK = "infinity";
+            DevicePolicy = "closed";
+            DeviceAllow = cfg.gpuDevices;
+            SupplementaryGroups = [ "video" ];
+            # The distribution's ProcSubset = "pid" hides /proc/meminfo,
+            # /proc/cpuinfo and /proc/driver/nvidia, which CUDA and NUMA
+            # placement read (units/ml/llama-cpp.service: ProcSubset=all).
+            ProcSubset = mkForce "all";
+            # Not set by the distribution's unit (systemd's default is 0022).
+            UMask = "0077";
+            # The rest of units/ml/llama-cpp.service (DynamicUser=, no
+            # capabilities, PrivateUsers=, PrivateMounts=, ProtectSystem=strict,
+            # the Protect*/Restrict* set, MemoryDenyWriteExecute=, RemoveIPC=,
+            # @system-service ~@privileged) is the distribution's own already.
+            # Its SystemCallErrorNumber=EPERM (a denied call fails instead of
+            # killing the server) stays: the set of allowed calls is the same.
+          };
         };
-      };
+      }
 
-      systemd.services.llama-cpp-proxy = common.proxyService {
-        description = "llama.cpp on-demand proxy";
-        backend = "llama-cpp.service";
-        socket = "llama-cpp.socket";
+      (common.onDemand {
+        name = "llama-cpp";
+        # Same names as units/ml: llama-cpp.socket hands its connections to
+        # the proxy (Service=), not to llama-cpp.service, which takes no fds.
+        socketName = "llama-cpp";
+        socketDescription = "llama.cpp server socket (starts the model on demand)";
+        proxyDescription = "llama.cpp on-demand proxy";
+        listenAddress = cfg.llama-cpp.listenAddress;
         port = llamaPort;
         idle = cfg.llama-cpp.idleTimeout;
         joinNamespace = true;
-      };
-    })
+      })
+    ]))
 
     (mkIf cfg.ollama.enable (mkMerge [
       {
@@ -183,29 +173,19 @@ in
         };
       }
 
-      (mkIf cfg.ollama.onDemand {
-        services.ollama.port = ollamaBackendPort;
-        systemd.services.ollama = {
-          wantedBy = mkForce [ ];
-          unitConfig.StopWhenUnneeded = true;
-          # ollama keeps its network (it downloads models), so a port shift
-          # rather than a private namespace keeps the two listeners apart.
-          serviceConfig.ExecStartPost = common.waitForPort ollamaBackendPort;
-        };
-        systemd.sockets.ollama-proxy = {
-          description = "ollama API socket (starts ollama on demand)";
-          wantedBy = [ "sockets.target" ];
-          listenStreams = [ "127.0.0.1:11434" ];
-          socketConfig.FreeBind = true;
-        };
-        systemd.services.ollama-proxy = common.proxyService {
-          description = "ollama on-demand proxy";
-          backend = "ollama.service";
-          socket = "ollama-proxy.socket";
+      # ollama keeps its network (it downloads models), so a port shift
+      # rather than a private namespace keeps the two listeners apart.
+      (mkIf cfg.ollama.onDemand (mkMerge [
+        { services.ollama.port = ollamaBackendPort; }
+        (common.onDemand {
+          name = "ollama";
+          socketDescription = "ollama API socket (starts ollama on demand)";
+          proxyDescription = "ollama on-demand proxy";
+          listenAddress = "127.0.0.1:11434";
           port = ollamaBackendPort;
           idle = cfg.ollama.idleTimeout;
-        };
-      })
+        })
+      ]))
     ]))
   ];
 }
