@@ -84,12 +84,10 @@ t_v2_signature_covers_parameters() {
 
 t_v2_valid_request() {
     local r; r=$(request --v2 --id v2-ok status)
-    # status has a budget of 10 and the rate-limit case used it: a v2 refusal
-    # for the rate limit proves the signature passed.
-    case "$(jfield error <<<"$r")" in
-        null|"Rate limit exceeded") ;;
-        *) fail "v2 request refused: $r" ;;
-    esac
+    assert_eq "$(jfield success <<<"$r")" true "v2 request: $r"
+    assert_one_decision v2-ok success
+    sb journalctl --no-pager -o json HEALING_REQUEST_ID=v2-ok HEALING_OUTCOME=success | grep -q '"HEALING_PROTOCOL":"v2"' \
+        || fail "decision not marked as protocol v2"
 }
 
 run_case v1_status_round_trip t_v1_status_round_trip
@@ -99,6 +97,6 @@ run_case error_action_not_allowed t_error_action_not_allowed
 run_case error_invalid_format_extra_field t_error_invalid_request_format_extra_field
 run_case error_invalid_format_missing_field t_error_invalid_request_format_missing_field
 run_case v2_signature_covers_parameters t_v2_signature_covers_parameters
-run_case error_rate_limit_on_11th t_error_rate_limit_exceeded_on_the_11th
 run_case v2_valid_request t_v2_valid_request
+run_case error_rate_limit_on_11th t_error_rate_limit_exceeded_on_the_11th
 finish

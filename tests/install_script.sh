@@ -25,7 +25,7 @@ t_first_install() {
         assert_eq "$(sb systemctl is-active "$s")" active "$s:"
         n=$((n + 1))
     done
-    echo "action sockets: $n"
+    assert_eq "$n" 8 "action sockets installed and listening:"
     sb test -f $PREFIX_IN/lib/systemd/catalog/luminous-healing.catalog
     local cat; cat=$(sb journalctl --no-pager --list-catalog)
     assert_contains "$cat" "f93433f8a0d54625bb05ee63e832c15c luminous-healing: luminous-healing denied" "catalog:"
