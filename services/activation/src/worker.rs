@@ -74,7 +74,9 @@ use crate::{
     ServeOptions,
 };
 use healing_auth::{peer_credentials, Peer};
-use healing_policy::{Action, ActionName, Config, DEFAULT_CONFIG_PATH};
+use healing_policy::{
+    plan, Action, ActionName, CallerInfo, Config, Facts, Plan, Policy, DEFAULT_CONFIG_PATH,
+};
 use healing_protocol::{read_one_object, truncate_output, ActionReply, ActionRequest, Caller};
 use std::io::Write;
 use std::os::unix::net::UnixStream;
@@ -104,6 +106,71 @@ pub struct WorkerSpec {
     /// Its landlock ruleset. A function of the config because some actions
     /// run a program whose path is configurable.
     pub landlock: fn(&Config) -> Ruleset,
+}
+
+/// One request, as the action's handler sees it.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: String,
+    pub action: Action,
+    /// Who asked the dispatcher.
+    pub caller: Caller,
+    /// The peer of this connection: the dispatcher.
+    pub dispatcher: Peer,
+    pub dry_run: bool,
+}
+
+impl Job {
+    pub fn caller_info(&self) -> CallerInfo {
+        CallerInfo {
+            uid: self.caller.uid,
+            gid: self.caller.gid,
+            groups: self.caller.groups.clone(),
+        }
+    }
+}
+
+/// What every handler may consult: the configuration and its compiled
+/// authorization rules.
+pub struct Env {
+    pub config: Config,
+    pub policy: Policy,
+}
+
+/// The authorize stage's answer inside an action.
+pub enum Gate {
+    /// Every rule agreed, and this is no dry run: carry the plan out.
+    Act(Plan),
+    /// A refusal, or a dry run's "would ...": send this and do nothing.
+    Reply(ActionReply),
+}
+
+impl Env {
+    /// Runs every authorization rule again, with the facts the action just
+    /// read about its target; a dry run stops here with what would be done.
+    pub fn gate(&self, job: &Job, facts: &Facts) -> Gate {
+        match plan(&self.policy, &job.caller_info(), &job.action, facts) {
+            Err(refusal) => Gate::Reply(ActionReply::failed(refusal.to_string())),
+            Ok(p) if job.dry_run => Gate::Reply(ActionReply::ok(format!("would {p}"))),
+            Ok(p) => Gate::Act(p),
+        }
+    }
+}
+
+/// Resolves the `[callers]` names of `config` with the system's user and
+/// group databases (NSS): done before landlock, which would hide them.
+pub fn resolve_policy(config: &Config) -> Result<Policy, healing_policy::ConfigError> {
+    let user = |n: &str| {
+        nix::unistd::User::from_name(n)
+            .map(|u| u.map(|u| u.uid.as_raw()))
+            .map_err(|e| e.to_string())
+    };
+    let group = |n: &str| {
+        nix::unistd::Group::from_name(n)
+            .map(|g| g.map(|g| g.gid.as_raw()))
+            .map_err(|e| e.to_string())
+    };
+    Policy::from_config(config, &user, &group)
 }
 
 /// The parsed command line.
@@ -180,7 +247,7 @@ fn resolve_dispatcher_uid(flag: Option<u32>) -> Result<u32, String> {
 /// Runs the action service. See the module documentation.
 pub fn run_worker<H>(spec: &WorkerSpec, handler: H) -> ExitCode
 where
-    H: Fn(&Action, &Caller, &Peer, &Config) -> ActionReply + Send + Sync + 'static,
+    H: Fn(&Job, &Env) -> ActionReply + Send + Sync + 'static,
 {
     let name = spec.action.as_str();
     let fail = |msg: String| {
@@ -206,6 +273,10 @@ where
     let dispatcher_uid = match resolve_dispatcher_uid(args.dispatcher_uid) {
         Ok(u) => u,
         Err(e) => return fail(e),
+    };
+    let policy = match resolve_policy(&config) {
+        Ok(p) => p,
+        Err(e) => return fail(format!("bad config: {e}")),
     };
 
     let caps = match healing_sandbox::assert_capabilities(spec.capabilities) {
@@ -265,13 +336,13 @@ where
     let ctx = Arc::new(Context {
         action: spec.action,
         dispatcher_uid,
-        config,
+        env: Env { config, policy },
         handler,
         handled: AtomicU64::new(0),
     });
     let opts = ServeOptions {
-        idle: Duration::from_secs(ctx.config.idle_timeout_secs),
-        max_connections: ctx.config.max_connections.clamp(1, 16),
+        idle: Duration::from_secs(ctx.env.config.idle_timeout_secs),
+        max_connections: ctx.env.config.max_connections.clamp(1, 16),
     };
     notify_ready("waiting for the dispatcher");
     let c = Arc::clone(&ctx);
@@ -330,14 +401,14 @@ fn describe(spec: &WorkerSpec, args: &WorkerArgs) -> ExitCode {
 struct Context<H> {
     action: ActionName,
     dispatcher_uid: u32,
-    config: Config,
+    env: Env,
     handler: H,
     handled: AtomicU64,
 }
 
 impl<H> Context<H>
 where
-    H: Fn(&Action, &Caller, &Peer, &Config) -> ActionReply + Send + Sync + 'static,
+    H: Fn(&Job, &Env) -> ActionReply + Send + Sync + 'static,
 {
     fn connection(self: &Arc<Self>, mut stream: UnixStream) {
         let name = self.action.as_str();
@@ -378,7 +449,7 @@ where
                 peer.uid
             ));
         }
-        let timeout = Duration::from_millis(self.config.request_timeout_ms);
+        let timeout = Duration::from_millis(self.env.config.request_timeout_ms);
         let value = match read_one_object(stream, healing_protocol::MAX_MESSAGE, timeout) {
             Ok(v) => v,
             Err(e) => return ActionReply::failed(format!("bad action request: {e}")),
@@ -398,12 +469,18 @@ where
             Err(e) => return ActionReply::failed(e),
         };
         let started = Instant::now();
-        let reply = self.run_with_timeout(action, req.caller, peer);
+        let job = Job {
+            id: req.id,
+            action,
+            caller: req.caller,
+            dispatcher: peer,
+            dry_run: req.dry_run,
+        };
+        let (id, uid, pid, dry) = (job.id.clone(), job.caller.uid, job.caller.pid, job.dry_run);
+        let reply = self.run_with_timeout(job);
         log_line(&format!(
-            "luminous-healing-{name}: request {} from uid {} pid {}: {} in {} ms{}",
-            req.id,
-            req.caller.uid,
-            req.caller.pid,
+            "luminous-healing-{name}: request {id} from uid {uid} pid {pid}{}: {} in {} ms{}",
+            if dry { " (dry run)" } else { "" },
             if reply.success { "success" } else { "failure" },
             started.elapsed().as_millis(),
             reply
@@ -415,19 +492,14 @@ where
         reply
     }
 
-    fn run_with_timeout(
-        self: &Arc<Self>,
-        action: Action,
-        caller: Caller,
-        peer: Peer,
-    ) -> ActionReply {
-        let secs = self.config.action_timeout_secs(self.action);
+    fn run_with_timeout(self: &Arc<Self>, job: Job) -> ActionReply {
+        let secs = self.env.config.action_timeout_secs(self.action);
         let (tx, rx) = mpsc::channel();
         let me = Arc::clone(self);
         let spawned = std::thread::Builder::new()
             .name("action".into())
             .spawn(move || {
-                let r = (me.handler)(&action, &caller, &peer, &me.config);
+                let r = (me.handler)(&job, &me.env);
                 let _ = tx.send(r);
             });
         if let Err(e) = spawned {
@@ -504,7 +576,7 @@ mod tests {
 
     fn ctx<H>(handler: H, uid: u32) -> Arc<Context<H>>
     where
-        H: Fn(&Action, &Caller, &Peer, &Config) -> ActionReply + Send + Sync + 'static,
+        H: Fn(&Job, &Env) -> ActionReply + Send + Sync + 'static,
     {
         let mut config = Config {
             request_timeout_ms: 500,
@@ -520,7 +592,10 @@ mod tests {
         Arc::new(Context {
             action: ActionName::AdjustSwappiness,
             dispatcher_uid: uid,
-            config,
+            env: Env {
+                policy: resolve_policy(&config).unwrap(),
+                config,
+            },
             handler,
             handled: AtomicU64::new(0),
         })
@@ -528,7 +603,7 @@ mod tests {
 
     fn exchange<H>(c: Arc<Context<H>>, request: &str) -> ActionReply
     where
-        H: Fn(&Action, &Caller, &Peer, &Config) -> ActionReply + Send + Sync + 'static,
+        H: Fn(&Job, &Env) -> ActionReply + Send + Sync + 'static,
     {
         use std::io::BufRead;
         let (a, b) = pair_as(DISPATCHER_UID_IN_TESTS);
@@ -582,8 +657,14 @@ mod tests {
     #[test]
     fn request_reaches_the_handler_validated() {
         let c = ctx(
-            |a, caller, peer, _| {
-                ActionReply::ok(format!("{a:?} for {} via pid {}", caller.pid, peer.pid))
+            |job: &Job, _: &Env| {
+                ActionReply::ok(format!(
+                    "{:?} for {} via pid {}{}",
+                    job.action,
+                    job.caller.pid,
+                    job.dispatcher.pid,
+                    if job.dry_run { " (dry run)" } else { "" }
+                ))
             },
             dispatcher(),
         );
@@ -608,7 +689,7 @@ mod tests {
 
     #[test]
     fn other_uid_is_refused_without_running_anything() {
-        let c = ctx(|_, _, _, _| ActionReply::ok("ran"), dispatcher() + 1);
+        let c = ctx(|_: &Job, _: &Env| ActionReply::ok("ran"), dispatcher() + 1);
         let r = exchange(c, REQ);
         assert!(!r.success);
         assert!(r.error.unwrap().contains("connection refused: uid"));
@@ -617,7 +698,7 @@ mod tests {
     #[test]
     fn slow_handler_times_out_and_long_output_is_cut() {
         let c = ctx(
-            |_, _, _, _| {
+            |_: &Job, _: &Env| {
                 std::thread::sleep(Duration::from_secs(3));
                 ActionReply::ok("late")
             },
@@ -628,7 +709,7 @@ mod tests {
         assert!(t0.elapsed() < Duration::from_secs(2));
         assert!(r.error.unwrap().contains("timed out after 1 s"));
         let c = ctx(
-            |_, _, _, _| ActionReply::ok("x".repeat(200_000)),
+            |_: &Job, _: &Env| ActionReply::ok("x".repeat(200_000)),
             dispatcher(),
         );
         let r = exchange(c, REQ);

@@ -8,10 +8,9 @@
 //! dentry (cache drops, memory pressure), which made a long-running instance
 //! answer EACCES (docs/benchmarks.md, finding 6).
 
-use healing_activation::worker::{run_worker, PathRule, Ruleset, WorkerSpec};
-use healing_auth::Peer;
-use healing_policy::{Action, ActionName, Config};
-use healing_protocol::{ActionReply, Caller};
+use healing_activation::worker::{run_worker, Env, Gate, Job, PathRule, Ruleset, WorkerSpec};
+use healing_policy::{Action, ActionName, Config, Facts};
+use healing_protocol::ActionReply;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -80,7 +79,11 @@ fn set(f: &File, path: &Path, value: u8) -> Result<String, String> {
     Ok(format!("vm.swappiness {old} -> {new}"))
 }
 
-fn handle(action: &Action, _: &Caller, _: &Peer, _: &Config) -> ActionReply {
+fn handle(job: &Job, env: &Env) -> ActionReply {
+    let action = &job.action;
+    if let Gate::Reply(r) = env.gate(job, &Facts::None) {
+        return r;
+    }
     match action {
         Action::AdjustSwappiness { value } => {
             let path = Path::new(SWAPPINESS);

@@ -16,11 +16,10 @@
 //!   Debian package's default names a group that may not exist, which makes
 //!   nix warn on every run. (The space before `=` is required.)
 
-use healing_activation::worker::{run_worker, PathRule, Ruleset, WorkerSpec};
-use healing_auth::Peer;
+use healing_activation::worker::{run_worker, Env, Job, PathRule, Ruleset, WorkerSpec};
 use healing_exec::ExecError;
 use healing_policy::{Action, ActionName, Config};
-use healing_protocol::{ActionReply, Caller};
+use healing_protocol::ActionReply;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -169,7 +168,12 @@ fn collect(config: &Config) -> ActionReply {
     }
 }
 
-fn handle(action: &Action, _: &Caller, _: &Peer, config: &Config) -> ActionReply {
+fn handle(job: &Job, env: &Env) -> ActionReply {
+    let action = &job.action;
+    if let Err(r) = healing_policy::permit(&env.policy, &job.caller_info(), action) {
+        return ActionReply::failed(r.to_string());
+    }
+    let config = &env.config;
     if *action != Action::CleanNixStore {
         return ActionReply::failed(format!(
             "clean_nix_store cannot perform {:?}",

@@ -9,10 +9,9 @@
 //! evicts its dentry, which this very action makes it do (docs/benchmarks.md,
 //! finding 6).
 
-use healing_activation::worker::{run_worker, PathRule, Ruleset, WorkerSpec};
-use healing_auth::Peer;
-use healing_policy::{Action, ActionName, Config};
-use healing_protocol::{ActionReply, Caller};
+use healing_activation::worker::{run_worker, Env, Gate, Job, PathRule, Ruleset, WorkerSpec};
+use healing_policy::{Action, ActionName, Config, Facts};
+use healing_protocol::ActionReply;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -51,7 +50,11 @@ fn clear(f: &File, path: &Path) -> Result<String, String> {
     ))
 }
 
-fn handle(action: &Action, _: &Caller, _: &Peer, _: &Config) -> ActionReply {
+fn handle(job: &Job, env: &Env) -> ActionReply {
+    let action = &job.action;
+    if let Gate::Reply(r) = env.gate(job, &Facts::None) {
+        return r;
+    }
     match action {
         Action::ClearSystemCache => {
             let path = Path::new(DROP_CACHES);

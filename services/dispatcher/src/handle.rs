@@ -28,6 +28,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub struct Ctx {
     pub config: Config,
+    pub policy: healing_policy::Policy,
     pub secret: Secret,
     pub allowed: Allowed,
     pub store: Mutex<Store>,
@@ -256,7 +257,7 @@ fn decide(ctx: &Ctx, req: &Request, peer: &Peer) -> Verdict {
             );
         }
     };
-    if let Some(v) = policy_refusal(ctx, &action) {
+    if let Some(v) = policy_refusal(ctx, peer, &action) {
         save(&mut store, now);
         return v;
     }
@@ -315,7 +316,9 @@ fn decide(ctx: &Ctx, req: &Request, peer: &Peer) -> Verdict {
             uid: peer.uid,
             gid: peer.gid,
             pid: peer.pid,
+            groups: peer.groups.clone(),
         },
+        dry_run: false,
     };
     match forward(&ctx.socket_dir, &areq, timeout) {
         Ok(r) if r.success => Verdict {
@@ -344,31 +347,16 @@ fn decide(ctx: &Ctx, req: &Request, peer: &Peer) -> Verdict {
     }
 }
 
-/// Refusals that need the configuration or the dispatcher's own identity,
-/// beyond the schema that the action binaries check again themselves.
-fn policy_refusal(ctx: &Ctx, action: &Action) -> Option<Verdict> {
-    match action {
-        Action::RestartService { unit } => {
-            let allowed = ctx.config.allowed_units()?;
-            if allowed
-                .iter()
-                .any(|u| healing_policy::validate_unit_name(u).as_deref() == Ok(unit.as_str()))
-            {
-                None
-            } else {
-                Some(Verdict::deny(
-                    format!("Unit {unit} not allowed"),
-                    format!("{unit} is not in actions.restart_service.allowed_units"),
-                ))
-            }
-        }
-        Action::KillProcess { pid, .. } if *pid == std::process::id() as i32 => {
-            Some(Verdict::deny(
-                format!("Invalid parameters: pid {pid} is the dispatcher"),
-                format!("pid {pid} is the dispatcher itself"),
-            ))
-        }
-        _ => None,
+/// The authorize stage's rules that need no facts about the target.
+fn policy_refusal(ctx: &Ctx, peer: &Peer, action: &Action) -> Option<Verdict> {
+    let caller = healing_policy::CallerInfo {
+        uid: peer.uid,
+        gid: peer.gid,
+        groups: peer.groups.clone(),
+    };
+    match healing_policy::permit(&ctx.policy, &caller, action) {
+        Ok(()) => None,
+        Err(r) => Some(Verdict::deny(r.to_string(), r.to_string())),
     }
 }
 

@@ -116,6 +116,10 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(e) => return fatal_config(&format!("bad configuration: {e}")),
     };
+    let policy = match healing_activation::worker::resolve_policy(&config) {
+        Ok(p) => p,
+        Err(e) => return fatal_config(&format!("bad configuration: {e}")),
+    };
     let state_file = args.state_file.clone().or_else(|| {
         std::env::var_os("RUNTIME_DIRECTORY").map(|d| PathBuf::from(d).join("state.json"))
     });
@@ -138,6 +142,7 @@ fn main() -> ExitCode {
         Err(e) => return fatal(&format!("no socket: {e}")),
     };
     let ctx = Arc::new(Ctx {
+        policy,
         secret,
         allowed,
         store: Mutex::new(store),

@@ -10,10 +10,9 @@
 //! request can never cut the service path it came through. A caller may
 //! signal its own processes: stopping one's own runaway is the point.
 
-use healing_activation::worker::{run_worker, Capability, Ruleset, WorkerSpec};
-use healing_auth::Peer;
+use healing_activation::worker::{run_worker, Capability, Env, Job, Ruleset, WorkerSpec};
 use healing_policy::{Action, ActionName, Config, Signal};
-use healing_protocol::{ActionReply, Caller};
+use healing_protocol::ActionReply;
 use nix::errno::Errno;
 use nix::sys::signal;
 use nix::unistd::Pid;
@@ -72,7 +71,9 @@ fn send(pid: i32, sig: Signal, dispatcher: i32) -> ActionReply {
     }
 }
 
-fn handle(action: &Action, _caller: &Caller, dispatcher: &Peer, _: &Config) -> ActionReply {
+fn handle(job: &Job, _env: &Env) -> ActionReply {
+    let action = &job.action;
+    let dispatcher = &job.dispatcher;
     match action {
         Action::KillProcess { pid, signal } => send(*pid, *signal, dispatcher.pid),
         other => ActionReply::failed(format!("kill_process cannot perform {:?}", other.name())),

@@ -1,7 +1,8 @@
 //! `/etc/luminous-healing/config.toml`. Every key is optional; an unknown key
 //! or a bad value is a start-up error naming it, never silently ignored.
 
-use crate::schema::{validate_unit_name, ActionName, ALL_ACTIONS};
+use crate::schema::{ActionName, ALL_ACTIONS};
+use crate::units::UnitPattern;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -28,12 +29,65 @@ pub struct ActionConfig {
     pub enabled: Option<bool>,
     pub rate_limit: Option<RateLimit>,
     pub timeout_secs: Option<u64>,
-    /// restart_service only.
+    /// restart_service and kill_process: unit-name globs.
     pub allowed_units: Option<Vec<String>>,
+    /// restart_service only: at most `max` restarts of one unit per window.
+    pub breaker: Option<RateLimit>,
     /// rollback_generation only.
     pub nixos_rebuild: Option<PathBuf>,
     /// clean_nix_store only.
     pub nix_collect_garbage: Option<PathBuf>,
+}
+
+/// `[callers."NAME"]` or `[callers."@GROUP"]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallerConfig {
+    pub actions: Vec<String>,
+    /// Narrows restart_service for this caller: unit-name globs.
+    pub units: Option<Vec<String>>,
+}
+
+impl CallerConfig {
+    /// The validated action names (validation refused any other).
+    pub fn action_names(&self) -> Vec<ActionName> {
+        self.actions
+            .iter()
+            .filter_map(|a| ActionName::from_wire(a))
+            .collect()
+    }
+    /// The validated patterns (validation refused any bad one).
+    pub fn unit_patterns(&self) -> Option<Vec<UnitPattern>> {
+        self.units.as_ref().map(|us| {
+            us.iter()
+                .filter_map(|u| UnitPattern::parse(u).ok())
+                .collect()
+        })
+    }
+}
+
+/// A `[callers]` key: a user name, or `@` and a group name.
+pub enum CallerKey<'a> {
+    User(&'a str),
+    Group(&'a str),
+}
+
+impl<'a> CallerKey<'a> {
+    pub fn parse(key: &'a str) -> CallerKey<'a> {
+        match key.strip_prefix('@') {
+            Some(g) => CallerKey::Group(g),
+            None => CallerKey::User(key),
+        }
+    }
+}
+
+/// POSIX portable user and group names (what useradd accepts by default).
+fn valid_account_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 32
+        && !n.starts_with('-')
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b) || b == b'$')
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -47,7 +101,10 @@ pub struct Config {
     pub max_connections: usize,
     pub request_timeout_ms: u64,
     pub caller_rate_limit: RateLimit,
+    /// `status` counts against no action's budget: its own per-caller limit.
+    pub status_rate_limit: RateLimit,
     pub actions: BTreeMap<String, ActionConfig>,
+    pub callers: BTreeMap<String, CallerConfig>,
 }
 
 impl Default for Config {
@@ -64,7 +121,12 @@ impl Default for Config {
                 max: 30,
                 window_secs: 300,
             },
+            status_rate_limit: RateLimit {
+                max: 600,
+                window_secs: 60,
+            },
             actions: BTreeMap::new(),
+            callers: BTreeMap::new(),
         }
     }
 }
@@ -83,6 +145,22 @@ const DEFAULT_ACTION_LIMIT: RateLimit = RateLimit {
     max: 10,
     window_secs: 300,
 };
+
+/// A unit restarted three times in a quarter of an hour is not being
+/// repaired by restarts; the fourth is refused so the caller escalates.
+const DEFAULT_BREAKER: RateLimit = RateLimit {
+    max: 3,
+    window_secs: 900,
+};
+
+fn known_actions() -> String {
+    ALL_ACTIONS
+        .iter()
+        .filter(|a| a.is_configurable())
+        .map(|a| a.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 impl Config {
     /// Loads `path`. A missing file at the default path means the defaults; a
@@ -122,12 +200,38 @@ impl Config {
             return bad("idle_timeout_secs: must be at least 1".into());
         }
         check_limit("caller_rate_limit", &self.caller_rate_limit)?;
+        check_limit("status_rate_limit", &self.status_rate_limit)?;
+        for (key, c) in &self.callers {
+            let (kind, name) = match CallerKey::parse(key) {
+                CallerKey::User(n) => ("user", n),
+                CallerKey::Group(n) => ("group", n),
+            };
+            if !valid_account_name(name) {
+                return bad(format!(
+                    "callers.{key:?}: {name:?} is not a valid {kind} name"
+                ));
+            }
+            for a in &c.actions {
+                match ActionName::from_wire(a) {
+                    Some(n) if n.is_configurable() => {}
+                    _ => {
+                        return bad(format!(
+                            "callers.{key:?}.actions: unknown action {a:?} (known: {})",
+                            known_actions()
+                        ))
+                    }
+                }
+            }
+            for u in c.units.iter().flatten() {
+                UnitPattern::parse(u)
+                    .map_err(|e| ConfigError(format!("callers.{key:?}.units: {e}")))?;
+            }
+        }
         for (name, a) in &self.actions {
-            let Some(action) = ActionName::from_wire(name) else {
-                let known: Vec<_> = ALL_ACTIONS.iter().map(|a| a.as_str()).collect();
+            let Some(action) = ActionName::from_wire(name).filter(|a| a.is_configurable()) else {
                 return bad(format!(
                     "actions.{name}: unknown action (known: {})",
-                    known.join(", ")
+                    known_actions()
                 ));
             };
             if let Some(l) = &a.rate_limit {
@@ -136,14 +240,24 @@ impl Config {
             if a.timeout_secs == Some(0) {
                 return bad(format!("actions.{name}.timeout_secs: must be at least 1"));
             }
-            if a.allowed_units.is_some() && action != ActionName::RestartService {
+            if a.allowed_units.is_some()
+                && !matches!(action, ActionName::RestartService | ActionName::KillProcess)
+            {
                 return bad(format!(
-                    "actions.{name}.allowed_units: only restart_service takes it"
+                    "actions.{name}.allowed_units: only restart_service and kill_process take it"
                 ));
             }
             for u in a.allowed_units.iter().flatten() {
-                validate_unit_name(u)
+                UnitPattern::parse(u)
                     .map_err(|e| ConfigError(format!("actions.{name}.allowed_units: {e}")))?;
+            }
+            if let Some(b) = &a.breaker {
+                if action != ActionName::RestartService {
+                    return bad(format!(
+                        "actions.{name}.breaker: only restart_service takes it"
+                    ));
+                }
+                check_limit(&format!("actions.{name}.breaker"), b)?;
             }
             for (key, p, owner) in [
                 (
@@ -177,8 +291,19 @@ impl Config {
         self.actions.get(a.as_str())
     }
 
+    /// rollback_generation is off unless enabled: it changes what the
+    /// whole host runs, and every step back makes the next one worse.
     pub fn action_enabled(&self, a: ActionName) -> bool {
-        self.action(a).and_then(|c| c.enabled).unwrap_or(true)
+        self.action(a)
+            .and_then(|c| c.enabled)
+            .unwrap_or(a != ActionName::RollbackGeneration)
+    }
+
+    /// restart_service's circuit breaker: restarts of one unit per window.
+    pub fn breaker(&self) -> RateLimit {
+        self.action(ActionName::RestartService)
+            .and_then(|c| c.breaker)
+            .unwrap_or(DEFAULT_BREAKER)
     }
 
     pub fn action_rate_limit(&self, a: ActionName) -> RateLimit {
@@ -193,10 +318,15 @@ impl Config {
             .unwrap_or_else(|| a.default_timeout_secs())
     }
 
-    /// `None`: any valid unit may be restarted.
-    pub fn allowed_units(&self) -> Option<&[String]> {
-        self.action(ActionName::RestartService)
-            .and_then(|c| c.allowed_units.as_deref())
+    /// `None`: no list is configured for the action.
+    pub fn allowed_unit_patterns(&self, a: ActionName) -> Option<Vec<UnitPattern>> {
+        self.action(a)
+            .and_then(|c| c.allowed_units.as_ref())
+            .map(|us| {
+                us.iter()
+                    .filter_map(|u| UnitPattern::parse(u).ok())
+                    .collect()
+            })
     }
 
     pub fn nixos_rebuild(&self) -> PathBuf {
@@ -238,7 +368,9 @@ mod tests {
             DEFAULT_ACTION_LIMIT
         );
         assert_eq!(c.action_timeout_secs(ActionName::CleanNixStore), 600);
-        assert!(c.action_enabled(ActionName::RollbackGeneration));
+        assert!(!c.action_enabled(ActionName::RollbackGeneration));
+        assert!(c.action_enabled(ActionName::CleanNixStore));
+        assert_eq!(c.breaker().max, 3);
     }
 
     #[test]
@@ -261,7 +393,12 @@ mod tests {
         )
         .unwrap();
         assert!(!c.accepts(Protocol::V1));
-        assert_eq!(c.allowed_units().unwrap().len(), 2);
+        assert_eq!(
+            c.allowed_unit_patterns(ActionName::RestartService)
+                .unwrap()
+                .len(),
+            2
+        );
         assert!(!c.action_enabled(ActionName::RollbackGeneration));
         assert_eq!(c.action_rate_limit(ActionName::RestartService).max, 3);
     }
@@ -274,9 +411,23 @@ mod tests {
             ("protocols = []", "protocols"),
             ("[actions.reboot]", "actions.reboot"),
             (
-                "[actions.kill_process]\nallowed_units = [\"a\"]",
+                "[actions.adjust_swappiness]\nallowed_units = [\"a\"]",
                 "allowed_units",
             ),
+            (
+                "[actions.kill_process]\nallowed_units = [\"app-[x\"]",
+                "app-[x",
+            ),
+            (
+                "[actions.kill_process]\nbreaker = { max = 1, window_secs = 1 }",
+                "breaker",
+            ),
+            ("[callers.\"bad name\"]\nactions = []", "bad name"),
+            ("[callers.\"@ops\"]\nactions = [\"reboot\"]", "reboot"),
+            ("[callers.\"@ops\"]\nactions = [\"pause\"]", "pause"),
+            ("[callers.monitor]\nactions = []\nunits = [\"a b\"]", "a b"),
+            ("[callers.monitor]\nactoins = []", "actoins"),
+            ("[actions.pause]", "actions.pause"),
             (
                 "[actions.restart_service]\nallowed_units = [\"../x\"]",
                 "allowed_units",

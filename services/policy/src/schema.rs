@@ -6,7 +6,7 @@
 use serde_json::{Map, Value};
 
 /// Wire names of the actions, in the order they are documented.
-pub const ALL_ACTIONS: [ActionName; 9] = [
+pub const ALL_ACTIONS: [ActionName; 11] = [
     ActionName::RestartService,
     ActionName::SetCpuGovernor,
     ActionName::ClearSystemCache,
@@ -16,6 +16,8 @@ pub const ALL_ACTIONS: [ActionName; 9] = [
     ActionName::CleanNixStore,
     ActionName::RollbackGeneration,
     ActionName::Status,
+    ActionName::Pause,
+    ActionName::Resume,
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -29,6 +31,9 @@ pub enum ActionName {
     CleanNixStore,
     RollbackGeneration,
     Status,
+    /// Root only: refuse every action until `resume`.
+    Pause,
+    Resume,
 }
 
 impl ActionName {
@@ -43,7 +48,15 @@ impl ActionName {
             ActionName::CleanNixStore => "clean_nix_store",
             ActionName::RollbackGeneration => "rollback_generation",
             ActionName::Status => "status",
+            ActionName::Pause => "pause",
+            ActionName::Resume => "resume",
         }
+    }
+
+    /// Whether `[actions.NAME]` and `[callers.*] actions` may name it. Pause
+    /// and resume are root's alone, whatever the configuration says.
+    pub fn is_configurable(self) -> bool {
+        !matches!(self, ActionName::Pause | ActionName::Resume)
     }
 
     pub fn from_wire(s: &str) -> Option<ActionName> {
@@ -53,7 +66,10 @@ impl ActionName {
     /// Whether a separate action service performs it (`status` is answered by
     /// the dispatcher itself).
     pub fn is_forwarded(self) -> bool {
-        self != ActionName::Status
+        !matches!(
+            self,
+            ActionName::Status | ActionName::Pause | ActionName::Resume
+        )
     }
 
     /// Default time the dispatcher waits for the action's reply.
@@ -72,6 +88,7 @@ impl ActionName {
             ActionName::SetCpuGovernor => &["governor"],
             ActionName::AdjustSwappiness => &["value"],
             ActionName::KillProcess => &["pid", "signal"],
+            ActionName::Pause => &["reason"],
             _ => &[],
         }
     }
@@ -145,6 +162,8 @@ pub enum Action {
     CleanNixStore,
     RollbackGeneration,
     Status,
+    Pause { reason: Option<String> },
+    Resume,
 }
 
 impl Action {
@@ -159,6 +178,8 @@ impl Action {
             Action::CleanNixStore => ActionName::CleanNixStore,
             Action::RollbackGeneration => ActionName::RollbackGeneration,
             Action::Status => ActionName::Status,
+            Action::Pause { .. } => ActionName::Pause,
+            Action::Resume => ActionName::Resume,
         }
     }
 
@@ -214,6 +235,22 @@ impl Action {
             ActionName::CleanNixStore => Action::CleanNixStore,
             ActionName::RollbackGeneration => Action::RollbackGeneration,
             ActionName::Status => Action::Status,
+            ActionName::Pause => Action::Pause {
+                reason: match p.get("reason") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(r))
+                        if r.chars().count() <= 200 && !r.chars().any(char::is_control) =>
+                    {
+                        Some(r.clone())
+                    }
+                    Some(_) => {
+                        return Err(
+                            "parameter \"reason\" must be at most 200 printable characters".into(),
+                        )
+                    }
+                },
+            },
+            ActionName::Resume => Action::Resume,
         })
     }
 }

@@ -5,12 +5,15 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Caller {
     pub uid: u32,
     pub gid: u32,
     pub pid: i32,
+    /// Supplementary groups (SO_PEERGROUPS): per-caller rules may name a group.
+    #[serde(default)]
+    pub groups: Vec<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -19,9 +22,13 @@ pub struct ActionRequest {
     pub id: String,
     pub action: String,
     pub parameters: Map<String, Value>,
-    /// Who asked the dispatcher: actions use it to refuse e.g. killing the caller's
-    /// own guardian, and log it.
+    /// Who asked the dispatcher: the action authorizes the request again,
+    /// with the facts it reads about its target, for this caller.
     pub caller: Caller,
+    /// Check everything, read the facts, act on nothing: the reply says what
+    /// would be done.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -11,10 +11,9 @@
 //! Privilege and landlock: as restart_service (root uid, no capabilities,
 //! the system bus only).
 
-use healing_activation::worker::{run_worker, PathRule, Ruleset, WorkerSpec};
-use healing_auth::Peer;
-use healing_policy::{Action, ActionName, Config};
-use healing_protocol::{ActionReply, Caller};
+use healing_activation::worker::{run_worker, Env, Gate, Job, PathRule, Ruleset, WorkerSpec};
+use healing_policy::{Action, ActionName, Config, Facts};
+use healing_protocol::ActionReply;
 use healing_systemd::{restart_and_wait, unit_state_of, RestartError, UnitState};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -87,7 +86,12 @@ fn restart_network(total: Duration) -> Result<String, String> {
     Ok(report.join("\n"))
 }
 
-fn handle(action: &Action, _: &Caller, _: &Peer, config: &Config) -> ActionReply {
+fn handle(job: &Job, env: &Env) -> ActionReply {
+    let action = &job.action;
+    if let Gate::Reply(r) = env.gate(job, &Facts::None) {
+        return r;
+    }
+    let config = &env.config;
     if *action != Action::RestartNetwork {
         return ActionReply::failed(format!(
             "restart_network cannot perform {:?}",
@@ -112,6 +116,7 @@ mod tests {
         Some(UnitState {
             load_state: "loaded".into(),
             active_state: active.into(),
+            active_since: None,
         })
     }
 
@@ -132,6 +137,7 @@ mod tests {
         let missing = Some(UnitState {
             load_state: "not-found".into(),
             active_state: "inactive".into(),
+            active_since: None,
         });
         let e2 = choose(&[(nm, missing), (nd, st("inactive"))]).unwrap_err();
         assert!(

@@ -1,5 +1,6 @@
-//! `restart_service`: RestartUnit over systemd's D-Bus API, then waits for
-//! the job's JobRemoved signal and reports its result.
+//! `restart_service`: restarts a service that is running or failed, over
+//! systemd's D-Bus API, then waits for the job's JobRemoved signal and
+//! reports its result.
 //!
 //! Privilege: root uid with no capabilities. systemd authorizes manager
 //! calls by the caller's uid (0 may do anything, anyone else goes to polkit),
@@ -8,12 +9,17 @@
 //! but the system bus socket (connecting to a path-named socket is not a
 //! file access landlock mediates, but naming it keeps the rule list the
 //! exact list of what the action touches).
+//!
+//! Authorization (healing_policy::authorize) runs again here with the unit's
+//! LoadState and ActiveState read from the manager just before the call. A
+//! running unit is restarted with TryRestartUnit, which does nothing if the
+//! unit stopped in between, so the check cannot be raced into a start; only
+//! a failed unit gets RestartUnit.
 
-use healing_activation::worker::{run_worker, PathRule, Ruleset, WorkerSpec};
-use healing_auth::Peer;
-use healing_policy::{validate_unit_name, Action, ActionName, Config};
-use healing_protocol::{ActionReply, Caller};
-use healing_systemd::RestartError;
+use healing_activation::worker::{run_worker, Env, Gate, Job, PathRule, Ruleset, WorkerSpec};
+use healing_policy::{ActionName, Config, Facts, Plan, UnitFacts};
+use healing_protocol::ActionReply;
+use healing_systemd::{Mode, RestartError};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -29,38 +35,6 @@ fn ruleset(_: &Config) -> Ruleset {
     Ruleset::new(vec![PathRule::ro(SYSTEM_BUS)])
 }
 
-/// Units this service refuses whatever the allow-list says: restarting the
-/// executor's own units would stop the very process waiting for the job (or
-/// the dispatcher waiting for us), and the caller would get a broken
-/// connection instead of an answer.
-fn is_own_unit(unit: &str) -> bool {
-    unit.starts_with("luminous-healing.") || unit.starts_with("luminous-healing-")
-}
-
-/// Checks `unit` (already normalized by the schema) against the config's
-/// allow-list, whose entries are normalized the same way, so "nginx" in the
-/// config matches a request for "nginx.service" and the reverse.
-fn check_allowed(unit: &str, allowed: Option<&[String]>) -> Result<(), String> {
-    if is_own_unit(unit) {
-        return Err(format!(
-            "unit {unit} belongs to luminous-healing itself and cannot be restarted through it"
-        ));
-    }
-    let Some(list) = allowed else {
-        return Ok(());
-    };
-    if list
-        .iter()
-        .any(|a| validate_unit_name(a).as_deref() == Ok(unit))
-    {
-        Ok(())
-    } else {
-        Err(format!(
-            "unit {unit} is not in actions.restart_service.allowed_units"
-        ))
-    }
-}
-
 /// The time to wait for the job: a second less than the worker's own limit,
 /// so the caller gets systemd's job path and "timeout" from us rather than
 /// the worker's generic message.
@@ -69,19 +43,57 @@ fn job_timeout(config: &Config) -> Duration {
     Duration::from_secs(secs.saturating_sub(1).max(1))
 }
 
-fn handle(action: &Action, _: &Caller, _: &Peer, config: &Config) -> ActionReply {
-    let Action::RestartService { unit } = action else {
-        return ActionReply::failed(format!(
-            "restart_service cannot perform {:?}",
-            action.name()
-        ));
-    };
-    if let Err(e) = check_allowed(unit, config.allowed_units()) {
-        return ActionReply::failed(e);
+/// The unit as the manager sees it now. `GetUnit` never loads a unit file
+/// just because we asked, so a unit nobody loaded reads as "not loaded".
+fn facts(unit: &str) -> Result<Facts, String> {
+    match healing_systemd::unit_state_of(unit) {
+        Ok(Some(s)) => Ok(Facts::Unit(UnitFacts {
+            load_state: Some(s.load_state),
+            active_state: s.active_state,
+            active_since: s.active_since,
+        })),
+        Ok(None) => Ok(Facts::Unit(UnitFacts {
+            load_state: None,
+            active_state: "inactive".into(),
+            active_since: None,
+        })),
+        Err(e) => Err(format!("cannot read the state of {unit}: {e}")),
     }
-    match healing_systemd::restart_and_wait(unit, job_timeout(config)) {
-        Ok(outcome) if outcome.succeeded() => ActionReply::ok(outcome.to_string()),
-        Ok(outcome) => ActionReply::failed(outcome.to_string()),
+}
+
+fn handle(job: &Job, env: &Env) -> ActionReply {
+    // The schema and the dispatcher's permit stage already checked the name;
+    // permit runs again inside gate, before the bus is touched.
+    if let Err(r) = healing_policy::permit(&env.policy, &job.caller_info(), &job.action) {
+        return ActionReply::failed(r.to_string());
+    }
+    let healing_policy::Action::RestartService { unit } = &job.action else {
+        return ActionReply::failed("restart_service performs restart_service only");
+    };
+    let facts = match facts(unit) {
+        Ok(f) => f,
+        Err(e) => return ActionReply::failed(e),
+    };
+    let (unit, failed) = match env.gate(job, &facts) {
+        Gate::Reply(r) => return r,
+        Gate::Act(Plan::Restart { unit, failed, .. }) => (unit, failed),
+        Gate::Act(other) => return ActionReply::failed(format!("unexpected plan: {other}")),
+    };
+    let mode = if failed {
+        Mode::Restart
+    } else {
+        Mode::TryRestart
+    };
+    match healing_systemd::restart_with(&unit, mode, job_timeout(&env.config)) {
+        // TryRestartUnit on a unit that stopped meanwhile is a "done" no-op:
+        // say that nothing was started rather than claim a restart.
+        Ok(o) if o.succeeded() && mode == Mode::TryRestart && o.active_state == "inactive" => {
+            ActionReply::failed(format!(
+                "{unit} stopped before the restart ran; it was not started ({o})"
+            ))
+        }
+        Ok(o) if o.succeeded() => ActionReply::ok(o.to_string()),
+        Ok(o) => ActionReply::failed(o.to_string()),
         // The timeout text already names the unit and the job.
         Err(e @ RestartError::Timeout { .. }) => ActionReply::failed(e.to_string()),
         Err(e) => ActionReply::failed(format!("restart of {unit} failed: {e}")),
@@ -95,28 +107,6 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn allow_list_matches_normalized_names() {
-        let list = vec!["nginx".to_string(), "getty@tty1.service".to_string()];
-        assert!(check_allowed("nginx.service", Some(&list)).is_ok());
-        assert!(check_allowed("getty@tty1.service", Some(&list)).is_ok());
-        let e = check_allowed("sshd.service", Some(&list)).unwrap_err();
-        assert!(
-            e.contains("not in actions.restart_service.allowed_units"),
-            "{e}"
-        );
-        assert!(check_allowed("sshd.service", None).is_ok());
-    }
-
-    #[test]
-    fn own_units_are_refused_even_when_allow_listed() {
-        let list = vec!["luminous-healing.service".to_string()];
-        assert!(check_allowed("luminous-healing.service", Some(&list)).is_err());
-        assert!(check_allowed("luminous-healing-restart_service.service", None).is_err());
-        assert!(check_allowed("luminous-healing.socket", None).is_err());
-        assert!(check_allowed("luminous-healingd.service", None).is_ok());
-    }
 
     #[test]
     fn job_wait_is_shorter_than_the_worker_limit() {

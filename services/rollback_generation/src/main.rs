@@ -14,11 +14,10 @@
 //! is the scopes (no signals to processes outside this service's domain, no
 //! abstract Unix sockets made outside it) and no TCP.
 
-use healing_activation::worker::{run_worker, Capability, PathRule, Ruleset, WorkerSpec};
-use healing_auth::Peer;
+use healing_activation::worker::{run_worker, Capability, Env, Job, PathRule, Ruleset, WorkerSpec};
 use healing_exec::ExecError;
 use healing_policy::{Action, ActionName, Config};
-use healing_protocol::{ActionReply, Caller};
+use healing_protocol::ActionReply;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -81,7 +80,12 @@ fn rollback(config: &Config) -> ActionReply {
     }
 }
 
-fn handle(action: &Action, _: &Caller, _: &Peer, config: &Config) -> ActionReply {
+fn handle(job: &Job, env: &Env) -> ActionReply {
+    let action = &job.action;
+    if let Err(r) = healing_policy::permit(&env.policy, &job.caller_info(), action) {
+        return ActionReply::failed(r.to_string());
+    }
+    let config = &env.config;
     if *action != Action::RollbackGeneration {
         return ActionReply::failed(format!(
             "rollback_generation cannot perform {:?}",

@@ -18,10 +18,9 @@
 //! stand-in tree; it is read from the service's own environment, which only
 //! root can set, and the landlock ruleset follows it.
 
-use healing_activation::worker::{run_worker, PathRule, Ruleset, WorkerSpec};
-use healing_auth::Peer;
-use healing_policy::{Action, ActionName, Config, Governor};
-use healing_protocol::{ActionReply, Caller};
+use healing_activation::worker::{run_worker, Env, Gate, Job, PathRule, Ruleset, WorkerSpec};
+use healing_policy::{Action, ActionName, Config, Facts, Governor};
+use healing_protocol::ActionReply;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -126,7 +125,11 @@ pub fn set_governor(root: &Path, governor: Governor) -> Result<String, String> {
     ))
 }
 
-fn handle(action: &Action, _: &Caller, _: &Peer, _: &Config) -> ActionReply {
+fn handle(job: &Job, env: &Env) -> ActionReply {
+    let action = &job.action;
+    if let Gate::Reply(r) = env.gate(job, &Facts::None) {
+        return r;
+    }
     match action {
         Action::SetCpuGovernor { governor } => set_governor(&sysfs_root(), *governor).into(),
         other => ActionReply::failed(format!(

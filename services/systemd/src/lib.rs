@@ -96,10 +96,29 @@ fn bus(e: zbus::Error) -> RestartError {
 /// at most `timeout` for its job to be removed. `unit` must already have been
 /// validated (`healing_policy::validate_unit_name`).
 pub fn restart_and_wait(unit: &str, timeout: Duration) -> Result<JobOutcome, RestartError> {
-    zbus::block_on(restart_and_wait_async(unit, timeout))
+    zbus::block_on(restart_and_wait_async(unit, Mode::Restart, timeout))
 }
 
-async fn restart_and_wait_async(unit: &str, timeout: Duration) -> Result<JobOutcome, RestartError> {
+/// Which manager call queues the job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// RestartUnit: starts the unit if it is stopped.
+    Restart,
+    /// TryRestartUnit: restarts it only if it is running when the job runs,
+    /// so a unit that stopped after it was checked is not started.
+    TryRestart,
+}
+
+/// Like [`restart_and_wait`], with the manager call chosen by `mode`.
+pub fn restart_with(unit: &str, mode: Mode, timeout: Duration) -> Result<JobOutcome, RestartError> {
+    zbus::block_on(restart_and_wait_async(unit, mode, timeout))
+}
+
+async fn restart_and_wait_async(
+    unit: &str,
+    mode: Mode,
+    timeout: Duration,
+) -> Result<JobOutcome, RestartError> {
     let deadline = Instant::now() + timeout;
     let conn = zbus::Connection::system().await.map_err(bus)?;
     let manager = ManagerProxy::new(&conn).await.map_err(bus)?;
@@ -108,10 +127,19 @@ async fn restart_and_wait_async(unit: &str, timeout: Duration) -> Result<JobOutc
     // the bus client that queued it (the job tracks its requester), and
     // Subscribe would make the manager broadcast every unit change to us.
     let mut removed = manager.receive_job_removed().await.map_err(bus)?;
-    let job = manager
-        .restart_unit(unit.to_string(), "replace".to_string())
-        .await
-        .map_err(bus)?;
+    let job = match mode {
+        Mode::Restart => {
+            manager
+                .restart_unit(unit.to_string(), "replace".to_string())
+                .await
+        }
+        Mode::TryRestart => {
+            manager
+                .try_restart_unit(unit.to_string(), "replace".to_string())
+                .await
+        }
+    }
+    .map_err(bus)?;
     let job_path = job.as_str().to_string();
 
     let timer = Deadline::after(deadline.saturating_duration_since(Instant::now()));
@@ -184,6 +212,8 @@ async fn unit_state(
 pub struct UnitState {
     pub load_state: String,
     pub active_state: String,
+    /// ActiveEnterTimestamp, as UTC text; `None` if it never was active.
+    pub active_since: Option<String>,
 }
 
 impl UnitState {
@@ -214,11 +244,24 @@ pub fn unit_state_of(unit: &str) -> Result<Option<UnitState>, RestartError> {
             Err(e) => return Err(bus(e)),
         };
         let proxy = UnitProxy::new(&conn, path).await.map_err(bus)?;
+        let since = proxy.active_enter_timestamp().await.map_err(bus)?;
         Ok(Some(UnitState {
             load_state: proxy.load_state().await.map_err(bus)?,
             active_state: proxy.active_state().await.map_err(bus)?,
+            active_since: utc_text(since),
         }))
     })
+}
+
+/// systemd's microseconds since the epoch as `2026-12-01 09:00:00 UTC`;
+/// 0 means never.
+fn utc_text(usec: u64) -> Option<String> {
+    if usec == 0 {
+        return None;
+    }
+    let micros = i64::try_from(usec).ok()?;
+    chrono::DateTime::from_timestamp_micros(micros)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
 }
 
 /// A future that completes once `duration` has passed. zbus 6 exposes no
@@ -275,6 +318,15 @@ mod tests {
         assert!(t0.elapsed() >= Duration::from_millis(100));
         let zero = Deadline::after(Duration::ZERO);
         zbus::block_on(poll_fn(|cx| zero.poll(cx)));
+    }
+
+    #[test]
+    fn timestamps_read_as_utc() {
+        assert_eq!(utc_text(0), None);
+        assert_eq!(
+            utc_text(1_764_579_600_000_000).as_deref(),
+            Some("2025-12-01 09:00:00 UTC")
+        );
     }
 
     #[test]
