@@ -150,7 +150,12 @@ impl Env {
     /// read about its target; a dry run stops here with what would be done.
     pub fn gate(&self, job: &Job, facts: &Facts) -> Gate {
         match plan(&self.policy, &job.caller_info(), &job.action, facts) {
-            Err(refusal) => Gate::Reply(ActionReply::failed(refusal.to_string())),
+            Err(refusal) => Gate::Reply(ActionReply::failed(
+                healing_protocol::Refusal::Policy {
+                    text: refusal.to_string(),
+                }
+                .to_string(),
+            )),
             Ok(p) if job.dry_run => Gate::Reply(ActionReply::ok(format!("would {p}"))),
             Ok(p) => Gate::Act(p),
         }

@@ -2,15 +2,19 @@
 //! is its own journal field: `journalctl HEALING_OUTCOME=denied` and
 //! `journalctl -o json` answer who asked for what and what happened.
 //!
-//! Exactly one *decision* record (MESSAGE_ID [`DENIED`] or [`FINISHED`], with
-//! HEALING_OUTCOME) is written per request. [`RECEIVED`] records carry no
-//! outcome; they show a request that got in, even if what follows never
-//! returns. The ids are documented in units/catalog/luminous-healing.catalog.
+//! Every request is accounted for by *decision* records (MESSAGE_ID
+//! [`DENIED`] or [`FINISHED`], with HEALING_OUTCOME): one per authenticated
+//! request, while refusals before authentication are folded per caller into
+//! one record carrying HEALING_COUNT=N. The sum of HEALING_COUNT (1 where
+//! absent) over decision records is the number of requests. A [`RECEIVED`]
+//! record ("accepted") is written after authentication and before an action
+//! runs; if it cannot be handed to the journal, the action does not run.
+//! The ids are documented in units/catalog/luminous-healing.catalog.
 
 use libsystemd::logging::{journal_send, Priority};
 
 pub const IDENTIFIER: &str = "luminous-healing";
-/// A request arrived and was parsed.
+/// A request was authenticated and admitted, and its action is about to run.
 pub const RECEIVED: &str = "684efe4b464943ef96605297492e3d0a";
 /// A request was refused before anything ran.
 pub const DENIED: &str = "f93433f8a0d54625bb05ee63e832c15c";
@@ -55,6 +59,11 @@ pub struct Decision<'a> {
     pub parameters: &'a str,
     /// Protocol version, "v1"/"v2", or "" before it is known.
     pub protocol: &'a str,
+    /// Checked everything, ran nothing.
+    pub dry_run: bool,
+    /// How many requests this record stands for (refusals before
+    /// authentication are folded); 1 is not written.
+    pub count: u64,
 }
 
 fn caller_fields(c: &CallerIds, f: &mut Vec<(&'static str, String)>) {
@@ -115,11 +124,41 @@ pub fn decision(d: &Decision<'_>) {
     if !d.protocol.is_empty() {
         f.push(("HEALING_PROTOCOL", d.protocol.into()));
     }
+    if d.dry_run {
+        f.push(("HEALING_DRY_RUN", "1".into()));
+    }
+    let message = if d.count > 1 {
+        f.push(("HEALING_COUNT", d.count.to_string()));
+        format!(
+            "{message} (and {} more like it within a second)",
+            d.count - 1
+        )
+    } else {
+        message
+    };
     caller_fields(d.caller, &mut f);
-    send(prio, &message, &f);
+    // A decision that cannot reach the journal still has its stderr copy;
+    // the reply is sent either way.
+    let _ = send(prio, &message, &f, false);
 }
 
-pub fn received(request_id: &str, action: &str, caller: &CallerIds, protocol: &str) {
+/// Whether this process logs to a journal: then records must reach it, and
+/// the accepted record failing to is a refusal (fail closed). Run by hand on
+/// a host without one, stderr is the audit trail.
+pub fn journal_present() -> bool {
+    std::path::Path::new("/run/systemd/journal/socket").exists()
+        || std::env::var_os("JOURNAL_STREAM").is_some()
+}
+
+/// The accepted record. `Err` when `required` and the journal did not take
+/// it: the caller must not run the action.
+pub fn received(
+    request_id: &str,
+    action: &str,
+    caller: &CallerIds,
+    protocol: &str,
+    required: bool,
+) -> Result<(), String> {
     let mut f: Vec<(&'static str, String)> = vec![
         ("SYSLOG_IDENTIFIER", IDENTIFIER.into()),
         ("MESSAGE_ID", RECEIVED.into()),
@@ -131,17 +170,23 @@ pub fn received(request_id: &str, action: &str, caller: &CallerIds, protocol: &s
     send(
         Priority::Info,
         &format!(
-            "received {} from uid {}",
+            "accepted {} from uid {}",
             clip(action, 128),
             fmt_uid(caller)
         ),
         &f,
-    );
+        required,
+    )
 }
 
 /// A service-level message (start-up, configuration), not about a request.
 pub fn service(prio: Priority, message: &str) {
-    send(prio, message, &[("SYSLOG_IDENTIFIER", IDENTIFIER.into())]);
+    let _ = send(
+        prio,
+        message,
+        &[("SYSLOG_IDENTIFIER", IDENTIFIER.into())],
+        false,
+    );
 }
 
 pub use libsystemd::logging::Priority as Level;
@@ -150,8 +195,18 @@ fn fmt_uid(c: &CallerIds) -> String {
     c.uid.map_or_else(|| "?".into(), |u| u.to_string())
 }
 
-fn send(prio: Priority, message: &str, fields: &[(&'static str, String)]) {
-    if journal_send(prio, message, fields.iter().map(|(k, v)| (*k, v.as_str()))).is_err() {
+/// `required`: the journal must take the record; no stderr fallback.
+fn send(
+    prio: Priority,
+    message: &str,
+    fields: &[(&'static str, String)],
+    required: bool,
+) -> Result<(), String> {
+    let sent = journal_send(prio, message, fields.iter().map(|(k, v)| (*k, v.as_str())));
+    if let Err(e) = sent {
+        if required {
+            return Err(format!("the journal did not take the record: {e}"));
+        }
         // No journal (run by hand outside systemd): keep the record on stderr
         // rather than lose it.
         let obj: serde_json::Map<String, serde_json::Value> = fields
@@ -164,6 +219,7 @@ fn send(prio: Priority, message: &str, fields: &[(&'static str, String)]) {
             .collect();
         eprintln!("{}", serde_json::Value::Object(obj));
     }
+    Ok(())
 }
 
 #[cfg(test)]

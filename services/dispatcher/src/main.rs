@@ -1,9 +1,13 @@
 //! luminous-healing: the dispatcher behind `luminous-healing.socket`.
 //! See luminous-healing(8) in docs/man/luminous-healing.8.md.
 
+mod fold;
 mod forward;
+#[cfg(test)]
+mod golden;
 mod handle;
 mod identity;
+mod pipeline;
 mod state;
 
 use handle::Ctx;
@@ -26,8 +30,8 @@ const USAGE: &str =
 Normally started by luminous-healing.socket. Run by hand, --listen binds PATH
 (mode 0660) instead of taking the socket from systemd.
   --config PATH      configuration (default /etc/luminous-healing/config.toml)
-  --state-file PATH  replay cache and rate-limit state (default
-                     $RUNTIME_DIRECTORY/state.json; in memory without either)
+  --state-file PATH  replay cache, rate-limit and pause state (default
+                     $RUNTIME_DIRECTORY/state.log; in memory without either)
   --action-dir DIR   where the action sockets are (default /run/luminous-healing/actions)
   --check-config     load the configuration and the secret, then exit";
 
@@ -121,7 +125,7 @@ fn main() -> ExitCode {
         Err(e) => return fatal_config(&format!("bad configuration: {e}")),
     };
     let state_file = args.state_file.clone().or_else(|| {
-        std::env::var_os("RUNTIME_DIRECTORY").map(|d| PathBuf::from(d).join("state.json"))
+        std::env::var_os("RUNTIME_DIRECTORY").map(|d| PathBuf::from(d).join("state.log"))
     });
     if state_file.is_none() {
         healing_audit::service(
@@ -129,9 +133,11 @@ fn main() -> ExitCode {
             "no --state-file and no RUNTIME_DIRECTORY: replay cache and rate limits are kept in memory only",
         );
     }
-    let store = match state::Store::open(state_file) {
+    // A corrupt state file is the admin's to look at (the message names
+    // it): exit 78 so systemd does not restart into the same error.
+    let store = match state::Store::open(state_file, handle::now_ms()) {
         Ok(s) => s,
-        Err(e) => return fatal(&e),
+        Err(e) => return fatal_config(&e),
     };
     if args.check_only {
         println!("configuration and secret OK");
@@ -149,8 +155,21 @@ fn main() -> ExitCode {
         socket_dir: args.action_dir.clone(),
         handled: AtomicU64::new(0),
         denied: AtomicU64::new(0),
+        audit_required: healing_audit::journal_present(),
+        fold: fold::Fold::default(),
         config,
     });
+    // One thread for the process, not per request: writes the folded
+    // records of refusals before authentication once their second is over.
+    let f = Arc::clone(&ctx);
+    let flusher = std::thread::Builder::new()
+        .name("audit-fold".into())
+        .spawn(move || loop {
+            f.fold.wait_and_flush();
+        });
+    if let Err(e) = flusher {
+        return fatal(&format!("cannot start the audit flusher: {e}"));
+    }
     let idle = if source == ListenerSource::Bound {
         // Run by hand: there is no socket unit to start us again.
         Duration::from_secs(u64::MAX / 4)
@@ -189,14 +208,7 @@ fn main() -> ExitCode {
         ));
     });
     notify_stopping("idle, exiting; the socket stays open");
-    if let Ok(mut store) = ctx.store.lock() {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        if let Err(e) = store.save(now) {
-            return fatal(&e);
-        }
-    }
+    ctx.fold.flush_all();
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fatal(&format!("accept failed: {e}")),

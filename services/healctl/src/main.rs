@@ -2,7 +2,9 @@
 //! Speaks v2 by default (the signature covers the parameters), v1 on request.
 
 use healing_auth::{sign, Secret};
-use healing_protocol::{canonical_parameters, signing_message, Request, Version};
+use healing_protocol::{
+    canonical_parameters, signing_message, ErrorKind, Refusal, Request, Response, Version,
+};
 use serde_json::{json, Map, Value};
 use std::io::{IsTerminal, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -22,17 +24,22 @@ Commands:
   clear-system-cache              sync and drop the page cache, dentries and inodes
   kill-process PID [--signal S]   S: TERM (default), KILL, HUP, INT
   clean-nix-store                 nix-collect-garbage -d
-  rollback-generation             nixos-rebuild switch --rollback
+  rollback-generation             nixos-rebuild switch --rollback (one step; off by default)
+  pause [--reason TEXT]           root only: refuse every action until resume
+  resume                          root only: end a pause
 
 Options:
   --socket PATH        default /run/luminous-healing.sock
   --secret-file PATH   the shared secret (else $LUMINOUS_HEALING_SECRET)
   --protocol v1|v2     default v2
   --json               print the raw JSON reply
+  --dry-run            check everything (signature, policy, the target's state,
+                       limits) and say what would be done; nothing runs (v2)
   --timeout SECONDS    give up waiting after this long (default 660)
 
 Exit status: 0 done, 1 the action failed, 2 usage, 3 refused (authentication,
-policy, parameters), 4 rate limited, 5 could not talk to the service.";
+policy, parameters, pause), 4 rate limited, 5 could not talk to the service
+or the service could not vouch for the request (audit or state unavailable).";
 
 const EXIT_FAILED: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -45,6 +52,7 @@ struct Opts {
     secret_file: Option<String>,
     version: Version,
     json: bool,
+    dry_run: bool,
     timeout: Duration,
     action: String,
     params: Map<String, Value>,
@@ -60,12 +68,14 @@ fn parse(args: Vec<String>) -> Result<Opts, (u8, String)> {
         secret_file: None,
         version: Version::V2,
         json: false,
+        dry_run: false,
         timeout: Duration::from_secs(660),
         action: String::new(),
         params: Map::new(),
     };
     let mut positional = Vec::new();
     let mut signal = None;
+    let mut reason = None;
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
         let mut val = |name: &str| {
@@ -83,6 +93,8 @@ fn parse(args: Vec<String>) -> Result<Opts, (u8, String)> {
                 }
             }
             "--json" => o.json = true,
+            "--dry-run" => o.dry_run = true,
+            "--reason" => reason = Some(val("--reason")?),
             "--timeout" => {
                 let v = val("--timeout")?;
                 let secs: u64 = v
@@ -122,7 +134,14 @@ fn parse(args: Vec<String>) -> Result<Opts, (u8, String)> {
         | "clear_system_cache"
         | "restart_network"
         | "clean_nix_store"
-        | "rollback_generation" => need(0)?,
+        | "rollback_generation"
+        | "resume" => need(0)?,
+        "pause" => {
+            need(0)?;
+            if let Some(r) = reason.take() {
+                o.params.insert("reason".into(), json!(r));
+            }
+        }
         "restart_service" => {
             need(1)?;
             o.params.insert("service".into(), json!(args[0]));
@@ -147,6 +166,12 @@ fn parse(args: Vec<String>) -> Result<Opts, (u8, String)> {
     }
     if signal.is_some() {
         return usage("--signal goes with kill-process");
+    }
+    if reason.is_some() {
+        return usage("--reason goes with pause");
+    }
+    if o.dry_run && o.version == Version::V1 {
+        return usage("--dry-run needs protocol v2");
     }
     o.action = action;
     Ok(o)
@@ -217,6 +242,7 @@ fn run(o: Opts) -> Result<u8, (u8, String)> {
             .format("%Y-%m-%dT%H:%M:%S%.6f")
             .to_string(),
         signature: None,
+        dry_run: o.dry_run,
     };
     let msg = signing_message(&req).map_err(|e| (EXIT_USAGE, e))?;
     req.signature = Some(sign(secret.key(), &msg));
@@ -226,6 +252,9 @@ fn run(o: Opts) -> Result<u8, (u8, String)> {
     });
     if o.version == Version::V2 {
         body["version"] = json!(2);
+    }
+    if o.dry_run {
+        body["dry_run"] = json!(true);
     }
     let transport = |e: std::io::Error| (EXIT_TRANSPORT, format!("healctl: {}: {e}", o.socket));
     let mut s = UnixStream::connect(&o.socket).map_err(transport)?;
@@ -241,19 +270,18 @@ fn run(o: Opts) -> Result<u8, (u8, String)> {
         let _ = h.join();
     }
     read.map_err(transport)?;
-    let reply: Value = serde_json::from_slice(&buf).map_err(|e| {
+    let reply: Response = serde_json::from_slice(&buf).map_err(|e| {
         (
             EXIT_TRANSPORT,
-            format!("healctl: the reply is not JSON: {e}"),
+            format!("healctl: the reply is not a luminous-healing reply: {e}"),
         )
     })?;
     if o.json {
-        println!("{reply}");
+        println!("{}", String::from_utf8_lossy(&buf));
     }
-    let ok = reply["success"].as_bool() == Some(true);
-    if ok {
+    if reply.success {
         if !o.json {
-            let out = reply["output"].as_str().unwrap_or("");
+            let out = reply.output.as_deref().unwrap_or("");
             // status answers with JSON: show it readably.
             match serde_json::from_str::<Value>(out) {
                 Ok(v @ Value::Object(_)) => {
@@ -267,43 +295,24 @@ fn run(o: Opts) -> Result<u8, (u8, String)> {
         }
         return Ok(0);
     }
-    let err = reply["error"]
-        .as_str()
-        .unwrap_or("unknown error")
-        .to_string();
+    let err = reply.error.unwrap_or_else(|| "unknown error".into());
     if !o.json {
-        eprintln!(
-            "healctl: {} (request {})",
-            err,
-            reply["request_id"].as_str().unwrap_or("?")
-        );
+        eprintln!("healctl: {} (request {})", err, reply.request_id);
     }
     Ok(classify(&err))
 }
 
-/// Refusals say nothing ran; failures say the action ran and did not succeed.
+/// Refusals say nothing ran; failures say the action ran and did not
+/// succeed. The dispatcher's refusal strings are decoded into their kind by
+/// the protocol crate, the one place that writes them.
 fn classify(err: &str) -> u8 {
-    const REFUSED: [&str; 11] = [
-        "Invalid signature",
-        "Invalid request format",
-        "Invalid parameters",
-        "Invalid timestamp",
-        "Caller not allowed",
-        "Stale timestamp",
-        "Timestamp in the future",
-        "Replayed request id",
-        "Protocol ",
-        "Unit ",
-        "Server busy",
-    ];
-    if err == "Rate limit exceeded" {
-        EXIT_RATE
-    } else if REFUSED.iter().any(|p| err.starts_with(p))
-        || (err.starts_with("Action ") && err.ends_with(" not allowed"))
-    {
-        EXIT_REFUSED
-    } else {
-        EXIT_FAILED
+    if err == Refusal::RateLimited.to_string() {
+        return EXIT_RATE;
+    }
+    match Refusal::classify(err) {
+        ErrorKind::Rejected | ErrorKind::Refused => EXIT_REFUSED,
+        ErrorKind::Unavailable => EXIT_TRANSPORT,
+        ErrorKind::Failed => EXIT_FAILED,
     }
 }
 
@@ -347,6 +356,12 @@ mod tests {
         assert_eq!(p(&["reboot"]).err().unwrap().0, EXIT_USAGE);
         assert_eq!(p(&["status", "extra"]).err().unwrap().0, EXIT_USAGE);
         assert_eq!(p(&[]).err().unwrap().0, EXIT_USAGE);
+        let o = p(&["--dry-run", "restart-service", "a"]).ok().unwrap();
+        assert!(o.dry_run);
+        assert!(p(&["--protocol", "v1", "--dry-run", "status"]).is_err());
+        let o = p(&["pause", "--reason", "upgrade"]).ok().unwrap();
+        assert_eq!(Value::Object(o.params), json!({"reason": "upgrade"}));
+        assert!(p(&["status", "--reason", "x"]).is_err());
     }
 
     #[test]
@@ -354,6 +369,11 @@ mod tests {
         assert_eq!(classify("Invalid signature"), EXIT_REFUSED);
         assert_eq!(classify("Action reboot not allowed"), EXIT_REFUSED);
         assert_eq!(classify("Rate limit exceeded"), EXIT_RATE);
+        assert_eq!(
+            classify("Refused: luminous-healing is paused: maintenance"),
+            EXIT_REFUSED
+        );
+        assert_eq!(classify("Audit unavailable: journal"), EXIT_TRANSPORT);
         assert_eq!(
             classify("Action kill_process timed out after 15 s"),
             EXIT_FAILED

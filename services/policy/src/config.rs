@@ -103,6 +103,9 @@ pub struct Config {
     pub caller_rate_limit: RateLimit,
     /// `status` counts against no action's budget: its own per-caller limit.
     pub status_rate_limit: RateLimit,
+    /// Live request ids one caller may hold in the replay cache: the caller
+    /// over it is refused ("Server busy"), nobody else.
+    pub max_ids_per_caller: usize,
     pub actions: BTreeMap<String, ActionConfig>,
     pub callers: BTreeMap<String, CallerConfig>,
 }
@@ -125,6 +128,7 @@ impl Default for Config {
                 max: 600,
                 window_secs: 60,
             },
+            max_ids_per_caller: 10_000,
             actions: BTreeMap::new(),
             callers: BTreeMap::new(),
         }
@@ -201,6 +205,9 @@ impl Config {
         }
         check_limit("caller_rate_limit", &self.caller_rate_limit)?;
         check_limit("status_rate_limit", &self.status_rate_limit)?;
+        if !(1..=1_000_000).contains(&self.max_ids_per_caller) {
+            return bad("max_ids_per_caller: must be 1-1000000".into());
+        }
         for (key, c) in &self.callers {
             let (kind, name) = match CallerKey::parse(key) {
                 CallerKey::User(n) => ("user", n),

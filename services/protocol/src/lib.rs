@@ -8,11 +8,13 @@
 
 mod codec;
 mod internal;
+mod refusal;
 mod request;
 mod response;
 
 pub use codec::{read_one_object, ReadError};
 pub use internal::{ActionReply, ActionRequest, Caller};
+pub use refusal::{ErrorKind, Refusal};
 pub use request::{canonical_parameters, parse_request, signing_message, Request, Version};
 pub use response::{encode_response, truncate_output, Response};
 

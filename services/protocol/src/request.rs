@@ -27,6 +27,8 @@ pub struct Request {
     pub parameters: Map<String, Value>,
     pub timestamp: String,
     pub signature: Option<String>,
+    /// v2 only: check everything, run nothing, say what would be done.
+    pub dry_run: bool,
 }
 
 const V1_FIELDS: [&str; 5] = ["id", "action", "parameters", "timestamp", "signature"];
@@ -42,6 +44,12 @@ pub fn parse_request(v: Value) -> Result<Request, String> {
         None => Version::V1,
         Some(Value::Number(n)) if n.as_u64() == Some(2) => Version::V2,
         Some(other) => return Err(format!("unsupported version {other}")),
+    };
+    let dry_run = match (version, m.remove("dry_run")) {
+        (_, None) => false,
+        (Version::V2, Some(Value::Bool(b))) => b,
+        (Version::V2, Some(_)) => return Err("field \"dry_run\" must be a boolean".into()),
+        (Version::V1, Some(_)) => return Err("unknown field \"dry_run\" (v2 only)".into()),
     };
     if let Some(extra) = m.keys().find(|k| !V1_FIELDS.contains(&k.as_str())) {
         return Err(format!("unknown field {extra:?}"));
@@ -75,6 +83,7 @@ pub fn parse_request(v: Value) -> Result<Request, String> {
         parameters,
         timestamp,
         signature,
+        dry_run,
     })
 }
 
@@ -104,12 +113,16 @@ pub fn canonical_parameters(p: &Map<String, Value>) -> Result<String, String> {
 pub fn signing_message(r: &Request) -> Result<String, String> {
     Ok(match r.version {
         Version::V1 => format!("{}:{}:{}", r.id, r.action, r.timestamp),
+        // A dry run is signed too, as a last line, so it cannot be turned
+        // into a real request (or back) on the way; without it the message is
+        // unchanged from before dry runs existed.
         Version::V2 => format!(
-            "luminous-healing-v2\n{}\n{}\n{}\n{}",
+            "luminous-healing-v2\n{}\n{}\n{}\n{}{}",
             r.id,
             r.action,
             r.timestamp,
-            canonical_parameters(&r.parameters)?
+            canonical_parameters(&r.parameters)?,
+            if r.dry_run { "\ndry-run" } else { "" }
         ),
     })
 }
@@ -160,5 +173,18 @@ mod tests {
         let mut r2 = r.clone();
         r2.parameters.insert("x".into(), json!(1.5));
         assert!(signing_message(&r2).is_err());
+    }
+
+    #[test]
+    fn dry_run_is_v2_only_and_signed() {
+        let mut v = v1();
+        v["dry_run"] = json!(true);
+        assert!(parse_request(v.clone()).unwrap_err().contains("v2 only"));
+        v["version"] = json!(2);
+        let r = parse_request(v.clone()).unwrap();
+        assert!(r.dry_run);
+        assert!(signing_message(&r).unwrap().ends_with("\n{}\ndry-run"));
+        v["dry_run"] = json!("yes");
+        assert!(parse_request(v).is_err());
     }
 }

@@ -1,8 +1,9 @@
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The reply. Exactly these five keys: the v1 client builds a dataclass from
 /// them and fails on any other.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct Response {
     pub request_id: String,
     pub success: bool,

@@ -65,7 +65,12 @@ fn handle(job: &Job, env: &Env) -> ActionReply {
     // The schema and the dispatcher's permit stage already checked the name;
     // permit runs again inside gate, before the bus is touched.
     if let Err(r) = healing_policy::permit(&env.policy, &job.caller_info(), &job.action) {
-        return ActionReply::failed(r.to_string());
+        return ActionReply::failed(
+            healing_protocol::Refusal::Policy {
+                text: r.to_string(),
+            }
+            .to_string(),
+        );
     }
     let healing_policy::Action::RestartService { unit } = &job.action else {
         return ActionReply::failed("restart_service performs restart_service only");
