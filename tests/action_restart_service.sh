@@ -18,9 +18,13 @@ for u in "$UNIT" "$OTHER"; do
     printf '[Service]\nExecStart=/bin/sleep infinity\n' | sb tee "/run/systemd/system/$u" >/dev/null
 done
 printf '[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/false\n' | sb tee "/run/systemd/system/$FAILING" >/dev/null
-printf '[Service]\nExecStartPre=/bin/sleep 20\nExecStart=/bin/sleep infinity\n' | sb tee "/run/systemd/system/$SLOW" >/dev/null
+# Running, but slow to stop: its restart job outlives the action's timeout.
+printf '[Service]\nExecStart=/bin/sleep infinity\nExecStop=/bin/sleep 20\nTimeoutStopSec=30\n' | sb tee "/run/systemd/system/$SLOW" >/dev/null
 sb systemctl daemon-reload
-sb systemctl start "$UNIT" "$OTHER"
+sb systemctl start "$UNIT" "$OTHER" "$SLOW"
+# A unit that failed: restart_service restarts it (RestartUnit), and reports
+# that it failed again.
+sb systemctl start "$FAILING" 2>/dev/null || true
 
 cleanup_units() {
     sb systemctl stop "$UNIT" "$OTHER" "$FAILING" "$SLOW" 2>/dev/null || true
@@ -60,6 +64,7 @@ t_restart_changes_invocation_id_and_reports_done() {
 t_name_without_suffix_is_a_service_and_allow_listed_by_normal_form() {
     # "lh-restart-fails" in the allow-list matches a request for the .service.
     local r
+    assert_eq "$(sb systemctl is-active "$FAILING")" failed "before the request:"
     r=$(request --id rs-failed restart_service service=lh-restart-fails)
     assert_eq "$(jfield success <<<"$r")" false "$r"
     # systemd's own job result, reported verbatim.
@@ -73,7 +78,6 @@ t_job_timeout_is_reported_with_the_job() {
     assert_eq "$(jfield success <<<"$r")" false "$r"
     assert_contains "$(jfield error <<<"$r")" "result=timeout"
     assert_contains "$(jfield error <<<"$r")" "/org/freedesktop/systemd1/job/"
-    sb systemctl stop "$SLOW"
 }
 
 t_invalid_names_are_refused_and_nothing_restarts() {
@@ -118,17 +122,18 @@ t_own_units_are_refused_even_when_allow_listed() {
     before=$(sb systemctl show -P MainPID luminous-healing.service)
     r=$(request restart_service service=luminous-healing.service)
     assert_eq "$(jfield success <<<"$r")" false "$r"
-    assert_contains "$(jfield error <<<"$r")" "belongs to luminous-healing itself"
+    assert_contains "$(jfield error <<<"$r")" "rule protected-units"
     assert_eq "$(sb systemctl show -P MainPID luminous-healing.service)" "$before"
 }
 
-t_unknown_unit_reports_systemds_error() {
+t_unknown_unit_is_refused_not_loaded() {
     configure ""   # no allow-list: any valid name may be asked for
     local r
-    r=$(request restart_service service=lh-no-such-unit.service)
+    r=$(request --id rs-nosuch restart_service service=lh-no-such-unit.service)
     assert_eq "$(jfield success <<<"$r")" false "$r"
-    assert_contains "$(jfield error <<<"$r")" "lh-no-such-unit.service"
-    assert_contains "$(jfield error <<<"$r")" "not found"
+    assert_contains "$(jfield error <<<"$r")" "Unit lh-no-such-unit.service not restarted: systemd has no such unit loaded"
+    assert_contains "$(jfield error <<<"$r")" "(rule unit-loaded)"
+    assert_one_decision rs-nosuch denied "rule unit-loaded"
 }
 
 t_service_runs_as_declared() {
@@ -150,6 +155,6 @@ run_case invalid_names_refused t_invalid_names_are_refused_and_nothing_restarts
 run_case not_allow_listed_refused_by_dispatcher t_not_allow_listed_is_refused_by_the_dispatcher
 run_case not_allow_listed_refused_by_action t_not_allow_listed_is_refused_by_the_action_itself
 run_case own_units_refused t_own_units_are_refused_even_when_allow_listed
-run_case unknown_unit_reports_systemd_error t_unknown_unit_reports_systemds_error
+run_case unknown_unit_refused_not_loaded t_unknown_unit_is_refused_not_loaded
 run_case service_runs_as_root_without_capabilities t_service_runs_as_declared
 finish

@@ -50,20 +50,19 @@ t_idles_out_and_is_started_again() {
 }
 
 remaining_status() {   # what is left of the status budget, from the dispatcher itself
-    request --id "$1" status | jfield output | python3 -c 'import json,sys; print(json.load(sys.stdin)["actions"]["status"]["remaining"])'
+    request --id "$1" status | jfield output | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"]["remaining"])'
 }
 
 t_state_survives_idle_exit() {
     set_config 'idle_timeout_secs = 1
-[actions.status]
-rate_limit = { max = 50, window_secs = 300 }'
+status_rate_limit = { max = 50, window_secs = 300 }'
     local r left
     r=$(request --id act-keep status)
     assert_eq "$(jfield success <<<"$r")" true
     left=$(remaining_status act-keep-2)
     wait_for 8 sh -c "[ \"\$('$SB' run systemctl is-active luminous-healing.service)\" = inactive ]" \
         || fail "dispatcher did not idle out"
-    sb test -s /run/luminous-healing/dispatcher/state.json
+    sb test -s /run/luminous-healing/dispatcher/state.log
     # a new process: the id is still known and the budget still used
     r=$(request --id act-keep status)
     assert_eq "$(jfield error <<<"$r")" "Replayed request id"
@@ -82,11 +81,10 @@ t_state_survives_restart_and_stop() {
 }
 
 t_missing_secret_fails_with_clear_message() {
-    set_config '[caller_rate_limit]
+    set_config 'status_rate_limit = { max = 1000, window_secs = 300 }
+[caller_rate_limit]
 max = 1000
-window_secs = 300
-[actions.status]
-rate_limit = { max = 1000, window_secs = 300 }'
+window_secs = 300'
     sb mv /etc/luminous-healing/secret /etc/luminous-healing/secret.away
     sb systemctl stop luminous-healing.service
     sb systemctl reset-failed luminous-healing.service 2>/dev/null || true
@@ -125,11 +123,10 @@ t_empty_secret_is_refused() {
 
 t_healctl_status() {
     # earlier cases used up root's default caller budget (30 per 300 s)
-    set_config '[caller_rate_limit]
+    set_config 'status_rate_limit = { max = 1000, window_secs = 300 }
+[caller_rate_limit]
 max = 1000
-window_secs = 300
-[actions.status]
-rate_limit = { max = 1000, window_secs = 300 }'
+window_secs = 300'
     local out
     out=$(sb /opt/luminous-healing/bin/healctl --secret-file /etc/luminous-healing/secret status)
     assert_contains "$out" '"protocols"'

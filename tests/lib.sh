@@ -142,6 +142,15 @@ for l in sys.stdin:
 
 # assert_one_decision ID OUTCOME [REASON-SUBSTRING]: exactly one decision with
 # every audit field the design lists.
+# count_decisions MATCH...: the requests the matching decision records stand
+# for: the sum of HEALING_COUNT, 1 where absent (docs/audit.md).
+count_decisions() {
+    sb journalctl --no-pager -o json SYSLOG_IDENTIFIER=luminous-healing "$@" \
+        | python3 -c 'import json, sys
+print(sum(int(json.loads(l).get("HEALING_COUNT", "1")) for l in sys.stdin
+          if l.strip() and json.loads(l).get("HEALING_OUTCOME")))'
+}
+
 assert_one_decision() {
     local id=$1 outcome=$2 reason=${3:-} recs n
     # journald writes asynchronously: give the record a moment to land

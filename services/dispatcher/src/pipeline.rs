@@ -454,8 +454,15 @@ pub fn execute(ctx: &Ctx, req: &Request, action: &Action, peer: &Peer) -> Verdic
             let e = r
                 .error
                 .unwrap_or_else(|| format!("Action {} failed", req.action));
+            // The action's own authorize stage refused on the facts it read:
+            // nothing ran, so the record is a denial like the dispatcher's.
+            let refused = Refusal::classify(&e) == healing_protocol::ErrorKind::Refused;
             Verdict {
-                outcome: Outcome::Failure,
+                outcome: if refused {
+                    Outcome::Denied
+                } else {
+                    Outcome::Failure
+                },
                 reason: e.clone(),
                 output: r.output,
                 error: Some(e),

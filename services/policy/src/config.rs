@@ -242,6 +242,11 @@ impl Config {
                 ));
             };
             if let Some(l) = &a.rate_limit {
+                if action == ActionName::Status {
+                    return bad(
+                        "actions.status.rate_limit: status counts against no action's budget; set status_rate_limit (per caller)".into(),
+                    );
+                }
                 check_limit(&format!("actions.{name}.rate_limit"), l)?;
             }
             if a.timeout_secs == Some(0) {
@@ -435,6 +440,10 @@ mod tests {
             ("[callers.monitor]\nactions = []\nunits = [\"a b\"]", "a b"),
             ("[callers.monitor]\nactoins = []", "actoins"),
             ("[actions.pause]", "actions.pause"),
+            (
+                "[actions.status]\nrate_limit = { max = 1, window_secs = 1 }",
+                "status_rate_limit",
+            ),
             (
                 "[actions.restart_service]\nallowed_units = [\"../x\"]",
                 "allowed_units",
