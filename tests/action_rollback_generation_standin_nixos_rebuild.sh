@@ -131,6 +131,18 @@ t_refused_while_a_gc_holds_the_lock() {
     assert_eq "$(runs)" 1 "stand-in runs:"
 }
 
+t_refused_when_the_profile_is_not_the_running_generation() {
+    # Running 3, but the profile was moved back to 2 (say, by nix-env
+    # --rollback alone): nixos-rebuild --rollback would go to 1, two steps.
+    fresh ok
+    sb ln -sfn system-2-link "$PROFILES/system"
+    local r
+    r=$(request rollback_generation)
+    assert_eq "$(jfield success <<<"$r")" false "$r"
+    assert_contains "$(jfield error <<<"$r")" "the system profile names generation 2, not the running generation 3"
+    assert_eq "$(runs)" 0 "stand-in runs:"
+}
+
 t_standin_records_exactly_switch_rollback() {
     fresh ok
     sb rm -f "$DIR/argv"
@@ -218,6 +230,7 @@ t_runs_with_the_declared_capabilities_and_scoped_signals() {
 run_case refused_unless_enabled t_refused_unless_enabled
 run_case one_step_back_only t_one_step_back_only
 run_case refused_while_a_gc_holds_the_lock t_refused_while_a_gc_holds_the_lock
+run_case refused_when_the_profile_is_not_the_running_generation t_refused_when_the_profile_is_not_the_running_generation
 run_case standin_records_exactly_switch_rollback t_standin_records_exactly_switch_rollback
 run_case environment_is_fixed_not_inherited t_environment_is_fixed_not_inherited
 run_case failure_reports_exit_status_and_output t_failure_reports_exit_status_and_output

@@ -132,15 +132,24 @@ fn handle(job: &Job, env: &Env) -> ActionReply {
         Gate::Act(Plan::Rollback { from, to }) => (from, to),
         Gate::Act(other) => return ActionReply::failed(format!("unexpected plan: {other}")),
     };
-    if gens.profile != Some(from) {
-        return ActionReply::failed(format!(
-            "refused: the system profile names {}, not the running generation {from}; \
-             nixos-rebuild --rollback would not go to {to}",
-            gens.profile
-                .map_or("no generation".into(), |p| format!("generation {p}"))
-        ));
+    if let Err(e) = profile_names(&gens, from, to) {
+        return ActionReply::failed(e);
     }
     rollback(config, from, to)
+}
+
+/// `nixos-rebuild --rollback` goes to the generation before the one the
+/// `system` link names: only when that is the running one does it go where
+/// the plan says.
+fn profile_names(gens: &generations::Generations, from: u32, to: u32) -> Result<(), String> {
+    match gens.profile {
+        Some(p) if p == from => Ok(()),
+        p => Err(format!(
+            "refused: the system profile names {}, not the running generation {from}; \
+             nixos-rebuild --rollback would not go to {to}",
+            p.map_or("no generation".into(), |p| format!("generation {p}"))
+        )),
+    }
 }
 
 fn main() -> ExitCode {
@@ -151,6 +160,25 @@ fn main() -> ExitCode {
 mod tests {
     use super::*;
     use std::os::unix::fs::{symlink, PermissionsExt};
+
+    #[test]
+    fn the_profile_must_name_the_running_generation() {
+        let mut g = generations::Generations {
+            profile: Some(3),
+            ..Default::default()
+        };
+        assert_eq!(profile_names(&g, 3, 2), Ok(()));
+        g.profile = Some(2);
+        let e = profile_names(&g, 3, 2).unwrap_err();
+        assert!(
+            e.contains("names generation 2, not the running generation 3"),
+            "{e}"
+        );
+        g.profile = None;
+        assert!(profile_names(&g, 3, 2)
+            .unwrap_err()
+            .contains("names no generation"));
+    }
 
     /// A stand-in that records its argv and, as a real rollback would, moves
     /// the profile and the running system from generation 2 to 1.
