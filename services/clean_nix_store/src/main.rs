@@ -1,6 +1,12 @@
 //! `clean_nix_store`: runs `nix-collect-garbage -d` (the path comes from the
 //! config) and reports how much it freed.
 //!
+//! Under the lock it shares with rollback_generation (a busy lock refuses,
+//! rule one-nix-operation), with the system generations as facts: when the
+//! running system is older than the newest generation (it was rolled back),
+//! `-d` would delete the generations it came from, so the plan is
+//! `nix-collect-garbage` without `-d`, and the reply says so.
+//!
 //! Privilege: root uid with no capabilities. The store, the profiles and the
 //! GC roots are root's own files, so uid 0 writes them without
 //! CAP_DAC_OVERRIDE or CAP_FOWNER; the unit makes /nix the only writable
@@ -16,9 +22,9 @@
 //!   Debian package's default names a group that may not exist, which makes
 //!   nix warn on every run. (The space before `=` is required.)
 
-use healing_activation::worker::{run_worker, Env, Job, PathRule, Ruleset, WorkerSpec};
-use healing_exec::ExecError;
-use healing_policy::{Action, ActionName, Config};
+use healing_activation::worker::{run_worker, Env, Gate, Job, PathRule, Ruleset, WorkerSpec};
+use healing_exec::{generations, ExecError};
+use healing_policy::{Action, ActionName, Config, Facts, Plan};
 use healing_protocol::ActionReply;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -49,6 +55,12 @@ fn ruleset(config: &Config) -> Ruleset {
         PathRule::ro("/dev/urandom"),
         PathRule::ro("/sys/devices/system/cpu/online").optional(),
     ];
+    // The profile directory is read and locked per request (the generation
+    // facts); under /nix by default, which the first rule covers.
+    let profiles = config.nix_profiles_dir();
+    if !profiles.starts_with("/nix") {
+        rules.push(PathRule::ro(profiles).optional());
+    }
     // Each may be absent on one distribution or the other; on NixOS most
     // are links into the store, which /nix already covers.
     for f in [
@@ -126,8 +138,20 @@ fn parse_freed(output: &str) -> Option<Freed> {
     })
 }
 
-fn collect(config: &Config) -> ActionReply {
+/// `-d` when the plan deletes old generations; without it every generation
+/// is kept, and the reply says why (`note`).
+fn collect(config: &Config, delete_generations: bool, note: Option<&str>) -> ActionReply {
     let program = config.nix_collect_garbage();
+    let args: &[&str] = if delete_generations { &["-d"] } else { &[] };
+    let shown = std::iter::once(program.display().to_string())
+        .chain(args.iter().map(|a| a.to_string()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let kept = match (delete_generations, note) {
+        (true, _) => String::new(),
+        (false, Some(n)) => format!("without -d, every generation kept: {n}\n"),
+        (false, None) => "without -d, every generation kept\n".into(),
+    };
     // A second under the worker's limit, so the child is killed by us (and
     // the caller learns that) before the worker gives up on the handler.
     let secs = config.action_timeout_secs(ActionName::CleanNixStore);
@@ -141,27 +165,24 @@ fn collect(config: &Config) -> ActionReply {
         env.push(("NIX_REMOTE", "local"));
         "collected locally, no nix-daemon: runtime roots of running processes were not visible"
     };
-    match healing_exec::run(&program, &["-d"], &env, timeout) {
+    match healing_exec::run(&program, args, &env, timeout) {
         Ok(f) if f.success() => match parse_freed(&f.output) {
             Some(freed) => ActionReply::ok(format!(
-                "freed {} ({} store paths deleted; {via})\n{}",
+                "freed {} ({} store paths deleted; {via})\n{kept}{}",
                 freed.amount, freed.paths, f.output
             )),
             None => ActionReply::failed(format!(
-                "{} -d succeeded but printed no \"N store paths deleted, X freed\" line:\n{}",
-                program.display(),
+                "{shown} succeeded but printed no \"N store paths deleted, X freed\" line:\n{}",
                 f.output
             )),
         },
         Ok(f) => ActionReply::failed(format!(
-            "{} -d failed with {}:\n{}",
-            program.display(),
+            "{shown} failed with {}:\n{}",
             f.describe_status(),
             f.output
         )),
         Err(ExecError::Timeout { after, output }) => ActionReply::failed(format!(
-            "{} -d did not finish within {} s and was killed:\n{output}",
-            program.display(),
+            "{shown} did not finish within {} s and was killed:\n{output}",
             after.as_secs()
         )),
         Err(e) => ActionReply::failed(e.to_string()),
@@ -180,7 +201,20 @@ fn handle(job: &Job, env: &Env) -> ActionReply {
             action.name()
         ));
     }
-    collect(config)
+    // Held until the collection has finished: no rollback starts meanwhile.
+    let (_lock, _, facts) =
+        match generations::lock_and_read(&config.nix_profiles_dir(), &config.current_system()) {
+            Ok(r) => r,
+            Err(e) => return ActionReply::failed(format!("cannot read the generations: {e}")),
+        };
+    match env.gate(job, &Facts::Generations(facts)) {
+        Gate::Reply(r) => r,
+        Gate::Act(Plan::CollectGarbage {
+            delete_generations,
+            note,
+        }) => collect(config, delete_generations, note.as_deref()),
+        Gate::Act(other) => ActionReply::failed(format!("unexpected plan: {other}")),
+    }
 }
 
 fn main() -> ExitCode {
@@ -245,17 +279,38 @@ mod tests {
             prog.display().to_string()
         ))
         .unwrap();
-        let r = collect(&c);
+        let r = collect(&c, true, None);
         assert!(r.success, "{r:?}");
         assert!(!use_daemon(std::path::Path::new("/dev/null")));
+        let out = r.output.unwrap();
+        assert!(out.starts_with("freed 1.25 MiB (3 store paths deleted; "));
+        assert!(!out.contains("every generation kept"));
+        // Without -d the stand-in exits 9: the argv really has no -d.
+        let r = collect(&c, false, Some("the running system is older"));
         assert!(r
-            .output
+            .error
             .unwrap()
-            .starts_with("freed 1.25 MiB (3 store paths deleted; "));
+            .contains(&format!("{} failed with exit status 9", prog.display())));
+        std::fs::write(
+            &prog,
+            "#!/bin/sh\n[ $# = 0 ] || exit 9\necho '0 store paths deleted, 0.00 MiB freed'\n",
+        )
+        .unwrap();
+        let out = collect(&c, false, Some("the running system is older"))
+            .output
+            .unwrap();
+        let second = out.lines().nth(1).unwrap();
+        assert_eq!(
+            second,
+            "without -d, every generation kept: the running system is older"
+        );
         std::fs::write(&prog, "#!/bin/sh\necho broken >&2; exit 1\n").unwrap();
-        let r = collect(&c);
+        let r = collect(&c, true, None);
         assert!(!r.success);
-        assert!(r.error.unwrap().contains("exit status 1:\nbroken"));
+        assert!(r
+            .error
+            .unwrap()
+            .contains("-d failed with exit status 1:\nbroken"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -11,6 +11,8 @@
 //! timeout would leave those running, still changing the system after the
 //! caller was told it timed out.
 
+pub mod generations;
+
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use std::io::Read;

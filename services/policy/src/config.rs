@@ -108,6 +108,11 @@ pub struct Config {
     pub max_ids_per_caller: usize,
     pub actions: BTreeMap<String, ActionConfig>,
     pub callers: BTreeMap<String, CallerConfig>,
+    /// The directory of the `system` profile and its `system-N-link`s, read
+    /// (and locked) by rollback_generation and clean_nix_store alike.
+    pub nix_profiles_dir: Option<PathBuf>,
+    /// The link to the running system's store path.
+    pub current_system: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -131,6 +136,8 @@ impl Default for Config {
             max_ids_per_caller: 10_000,
             actions: BTreeMap::new(),
             callers: BTreeMap::new(),
+            nix_profiles_dir: None,
+            current_system: None,
         }
     }
 }
@@ -204,6 +211,14 @@ impl Config {
             return bad("idle_timeout_secs: must be at least 1".into());
         }
         check_limit("caller_rate_limit", &self.caller_rate_limit)?;
+        for (key, p) in [
+            ("nix_profiles_dir", &self.nix_profiles_dir),
+            ("current_system", &self.current_system),
+        ] {
+            if p.as_ref().is_some_and(|p| !p.is_absolute()) {
+                return bad(format!("{key}: must be an absolute path"));
+            }
+        }
         check_limit("status_rate_limit", &self.status_rate_limit)?;
         if !(1..=1_000_000).contains(&self.max_ids_per_caller) {
             return bad("max_ids_per_caller: must be 1-1000000".into());
@@ -353,6 +368,18 @@ impl Config {
             .unwrap_or_else(|| "/run/current-system/sw/bin/nix-collect-garbage".into())
     }
 
+    pub fn nix_profiles_dir(&self) -> PathBuf {
+        self.nix_profiles_dir
+            .clone()
+            .unwrap_or_else(|| "/nix/var/nix/profiles".into())
+    }
+
+    pub fn current_system(&self) -> PathBuf {
+        self.current_system
+            .clone()
+            .unwrap_or_else(|| "/run/current-system".into())
+    }
+
     pub fn accepts(&self, p: Protocol) -> bool {
         self.protocols.contains(&p)
     }
@@ -383,6 +410,20 @@ mod tests {
         assert!(!c.action_enabled(ActionName::RollbackGeneration));
         assert!(c.action_enabled(ActionName::CleanNixStore));
         assert_eq!(c.breaker().max, 3);
+        assert_eq!(c.nix_profiles_dir(), Path::new("/nix/var/nix/profiles"));
+        assert_eq!(c.current_system(), Path::new("/run/current-system"));
+    }
+
+    #[test]
+    fn nix_paths_are_top_level_and_absolute() {
+        let c = Config::parse("nix_profiles_dir = \"/t/profiles\"\ncurrent_system = \"/t/cur\"")
+            .unwrap();
+        assert_eq!(c.nix_profiles_dir(), Path::new("/t/profiles"));
+        assert_eq!(c.current_system(), Path::new("/t/cur"));
+        for key in ["nix_profiles_dir", "current_system"] {
+            let e = Config::parse(&format!("{key} = \"rel/x\"")).unwrap_err().0;
+            assert_eq!(e, format!("{key}: must be an absolute path"));
+        }
     }
 
     #[test]
