@@ -6,10 +6,11 @@ dispatcher (refused uids, killing an action mid-request); run it as the
 dispatcher's user with setpriv.
 
   action_client.py ACTION [key=value ...] [--socket P] [--caller-uid N]
-                   [--caller-pid N] [--raw TEXT] [--hold SECONDS]
+                   [--caller-pid N] [--dry-run] [--raw TEXT] [--hold SECONDS]
 
 Values that look like integers are sent as integers; the value @self is
-this client's own pid (the "dispatcher" as the action sees it). Prints the reply line,
+this client's own pid (the "dispatcher" as the action sees it). --dry-run sets
+the request's dry_run: the action checks and reads, and acts on nothing. Prints the reply line,
 or {"client_error": ...} when none came."""
 import argparse, json, os, socket, sys, time, uuid
 
@@ -22,6 +23,7 @@ def main():
     ap.add_argument("--caller-uid", type=int, default=os.getuid())
     ap.add_argument("--caller-gid", type=int, default=os.getgid())
     ap.add_argument("--caller-pid", type=int, default=os.getpid())
+    ap.add_argument("--dry-run", action="store_true")
     ap.add_argument("--raw", help="send these bytes instead of a request")
     ap.add_argument("--timeout", type=float, default=30)
     a = ap.parse_args()
@@ -35,6 +37,8 @@ def main():
         "parameters": params,
         "caller": {"uid": a.caller_uid, "gid": a.caller_gid, "pid": a.caller_pid},
     }
+    if a.dry_run:
+        req["dry_run"] = True
     data = a.raw.encode() if a.raw is not None else (json.dumps(req) + "\n").encode()
     path = a.socket or "/run/luminous-healing/actions/%s.sock" % a.action
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
