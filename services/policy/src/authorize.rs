@@ -147,6 +147,8 @@ pub enum Rule {
     Busy,
     AlreadyRolledBack,
     NoGeneration,
+    /// The action did not read what the rules need (a bug, never a caller's).
+    FactsUnread,
 }
 
 impl Rule {
@@ -166,6 +168,7 @@ impl Rule {
             Rule::Busy => "one-nix-operation",
             Rule::AlreadyRolledBack => "one-step-back",
             Rule::NoGeneration => "generations",
+            Rule::FactsUnread => "facts-read",
         }
     }
 }
@@ -444,7 +447,7 @@ pub fn plan(
             | Action::CleanNixStore,
             _,
         ) => Err(Refusal::new(
-            Rule::NoGeneration,
+            Rule::FactsUnread,
             format!(
                 "{}: the facts about its target were not read",
                 action.name().as_str()
