@@ -360,5 +360,5 @@ case "$cmd" in
     pid)      pid1 ;;
     status)   p=$(pid1); echo "nspawn=$(nspawn_pid) pid1=$p"; in_container systemctl is-system-running || true ;;
     logs)     cat "$STATE/console.log" ;;
-    *) sed -n '2,16p' "$0"; exit 2 ;;
+    *) sed -n '2,15p' "$0"; exit 2 ;;
 esac
