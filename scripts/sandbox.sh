@@ -11,6 +11,19 @@
 #   systemd-sandbox.sh shell               interactive bash inside
 #   systemd-sandbox.sh pid | status | logs
 #   systemd-sandbox.sh down                orderly halt, then clean up cgroups/state
+#   systemd-sandbox.sh root                build the Debian 13 root if missing, print its path
+#   systemd-sandbox.sh version             the systemd version `up` boots (252, 257, ...)
+#
+# Which systemd (SDSANDBOX_SYSTEMD):
+#  * 252 (default) = the host's: the root is a tmpfs with the host's /usr (below).
+#  * 257 = Debian 13 (trixie): a root made with debootstrap, built when missing
+#    and cached in SDSANDBOX_ROOT_CACHE (default /var/cache/luminous-healing/
+#    trixie-root, outside any checkout). It is built in a temporary directory
+#    beside the cache and renamed into place only when complete, under a lock,
+#    so a build that died half-way is never booted and concurrent tests build
+#    it once. It is booted with --volatile=overlay: every write lands in a
+#    tmpfs overlay, so the cached root stays pristine and each boot is a clean
+#    257 system. SDSANDBOX_ROOT=DIR boots any other prepared root the same way.
 #
 # How it works (and why):
 #  * Container root = tmpfs, /usr = host /usr read-only (--volatile=yes), so the
@@ -48,9 +61,14 @@
 #                                   (its "kernel command line", e.g. systemd.log_level=debug)
 #   SDSANDBOX_PATH=...              PATH used by `run` inside the container
 #   SDSANDBOX_TARGET=basic.target   the unit the container boots to
+#   SDSANDBOX_SYSTEMD=252|257       the host's systemd (252) or Debian 13's (257)
+#   SDSANDBOX_ROOT=DIR              boot this prepared root (volatile overlay) instead
+#   SDSANDBOX_ROOT_CACHE=/var/cache/luminous-healing/trixie-root   where 257's root lives
+#   SDSANDBOX_MIRROR=http://deb.debian.org/debian   debootstrap's mirror
 #
 # Requirements: root; apt-get install -y systemd-container (systemd-nspawn; note it
-# pulls the matching systemd/libsystemd0 point release) and socat for socket tests.
+# pulls the matching systemd/libsystemd0 point release) and socat for socket tests;
+# debootstrap for SDSANDBOX_SYSTEMD=257.
 set -euo pipefail
 
 NAME=${SDSANDBOX_NAME:-sdbox}
@@ -60,6 +78,104 @@ CG=sdsandbox-$NAME
 IN_PATH=${SDSANDBOX_PATH:-/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin}
 
 die() { echo "systemd-sandbox: $*" >&2; exit 1; }
+
+# ---- the Debian 13 root (systemd 257) -----------------------------------
+ROOT_CACHE=${SDSANDBOX_ROOT_CACHE:-/var/cache/luminous-healing/trixie-root}
+MIRROR=${SDSANDBOX_MIRROR:-http://deb.debian.org/debian}
+# debootstrap itself installs only what its dependency resolver handles
+# well (the rest once failed to configure: nix-bin's perl bindings); apt
+# inside the new root adds what the end-to-end tests use in the container:
+# nss-systemd for DynamicUser= names (the host's nsswitch.conf has it too),
+# socat (raw requests), ps (procps), setpriv/nsenter/ipcs (util-linux),
+# capsh (libcap2-bin), a Nix store and nix-daemon.socket (nix-bin,
+# nix-setup-systemd). Changing either list rebuilds the cached root.
+ROOT_BASE=systemd,dbus,python3
+ROOT_PACKAGES="libnss-systemd socat procps util-linux libcap2-bin nix-bin nix-setup-systemd"
+ROOT_STAMP=.sdsandbox-root   # inside the root: what it was built from
+ROOT_REVISION=2              # raise when build_root's fix-ups change
+ROOT_ID="trixie r$ROOT_REVISION $ROOT_BASE $ROOT_PACKAGES"
+
+root_is_current() { [ "$(cat "$1/$ROOT_STAMP" 2>/dev/null)" = "$ROOT_ID" ]; }
+
+# in_root DIR CMD...: CMD chrooted in DIR, with /proc, /dev and /sys, in a
+# private mount namespace (nothing stays mounted), no service started.
+in_root() {
+    local dir=$1; shift
+    unshare --mount --propagation private -- sh -c 'd=$1; shift
+        mount -t proc proc "$d/proc" && mount --bind /dev "$d/dev" && mount --bind /sys "$d/sys" &&
+        exec chroot "$d" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive "$@"' \
+        in_root "$dir" "$@"
+}
+
+# build_root: make $ROOT_CACHE if it is missing or was built from other
+# package lists. Prints progress on stderr.
+build_root() {
+    root_is_current "$ROOT_CACHE" && return 0
+    [ "$(id -u)" = 0 ] || die "building the Debian 13 root needs root"
+    command -v debootstrap >/dev/null || die "debootstrap missing: apt-get install -y debootstrap"
+    local parent; parent=$(dirname "$ROOT_CACHE")
+    mkdir -p "$parent"
+    exec 9>"$ROOT_CACHE.lock"
+    flock 9
+    # someone else built it while we waited for the lock
+    if root_is_current "$ROOT_CACHE"; then exec 9>&-; return 0; fi
+    # leftovers of builds that died (the lock is ours: nobody is using them)
+    rm -rf "$ROOT_CACHE".tmp.* "$ROOT_CACHE".old.*
+    local tmp t0; tmp=$(mktemp -d "$ROOT_CACHE.tmp.XXXXXX"); t0=$(date +%s)
+    echo "systemd-sandbox: building the Debian 13 root in $ROOT_CACHE (once; a few minutes)" >&2
+    # shellcheck disable=SC2086
+    if ! { debootstrap --variant=minbase --include="$ROOT_BASE" trixie "$tmp" "$MIRROR" &&
+           printf '#!/bin/sh\nexit 101\n' > "$tmp/usr/sbin/policy-rc.d" && chmod +x "$tmp/usr/sbin/policy-rc.d" &&
+           in_root "$tmp" apt-get install -y -q --no-install-recommends $ROOT_PACKAGES &&
+           in_root "$tmp" apt-get clean; } > "$tmp.log" 2>&1; then
+        tail -n 30 "$tmp.log" >&2
+        [ -f "$tmp/debootstrap/debootstrap.log" ] && tail -n 30 "$tmp/debootstrap/debootstrap.log" >&2
+        rm -rf "$tmp" "$tmp.log"; exec 9>&-
+        die "building the Debian 13 root failed"
+    fi
+    # Every boot gets a machine id of its own (an empty file = generate one),
+    # no package lists, and the stamp last: only a complete root has it.
+    rm -f "$tmp/usr/sbin/policy-rc.d"
+    : > "$tmp/etc/machine-id"
+    # minbase has no kmod, so /etc/modules-load.d/modules.conf points at a
+    # missing /etc/modules, and systemd-modules-load fails on it at every
+    # boot (a degraded system): a container loads no modules anyway.
+    find "$tmp/etc/modules-load.d" -xtype l -delete 2>/dev/null || true
+    rm -rf "$tmp"/var/lib/apt/lists/*
+    echo "$ROOT_ID" > "$tmp/$ROOT_STAMP"
+    rm -f "$tmp.log"
+    if [ -e "$ROOT_CACHE" ]; then
+        local old; old=$(mktemp -d "$ROOT_CACHE.old.XXXXXX")
+        mv -T "$ROOT_CACHE" "$old/root" && rm -rf "$old"
+    fi
+    mv -T "$tmp" "$ROOT_CACHE"
+    exec 9>&-
+    echo "systemd-sandbox: Debian 13 root ready after $(( $(date +%s) - t0 )) s" >&2
+}
+
+# The root directory `up` boots, or nothing for the host's /usr.
+boot_root() {
+    if [ -n "${SDSANDBOX_ROOT:-}" ]; then echo "$SDSANDBOX_ROOT"; return; fi
+    case "${SDSANDBOX_SYSTEMD:-252}" in
+        252|host) ;;
+        257|trixie) echo "$ROOT_CACHE" ;;
+        *) die "SDSANDBOX_SYSTEMD=${SDSANDBOX_SYSTEMD}: 252 (the host's) or 257 (Debian 13)" ;;
+    esac
+}
+
+# systemd's major version in the root `up` boots
+systemd_version() {
+    local r; r=$(boot_root)
+    if [ -n "$r" ]; then
+        [ -z "${SDSANDBOX_ROOT:-}" ] && build_root
+        r=$(ls "$r"/usr/lib/x86_64-linux-gnu/systemd/libsystemd-shared-*.so "$r"/usr/lib/*/systemd/libsystemd-shared-*.so 2>/dev/null | head -n 1)
+    else
+        r=$(ls /usr/lib/x86_64-linux-gnu/systemd/libsystemd-shared-*.so /usr/lib/*/systemd/libsystemd-shared-*.so 2>/dev/null | head -n 1)
+    fi
+    r=${r##*libsystemd-shared-}; r=${r%%[!0-9]*}
+    [ -n "$r" ] || die "cannot tell the systemd version"
+    echo "$r"
+}
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
 # cgroup hierarchies in which we create our sub-tree (never touch anything else)
@@ -110,15 +226,25 @@ cmd_up() {
     [ "$(id -u)" = 0 ] || die "must run as root"
     command -v systemd-nspawn >/dev/null || die "systemd-nspawn missing: apt-get install -y systemd-container"
     if find_pid1 >/dev/null 2>&1; then die "instance '$NAME' already running (pid1 $(find_pid1))"; fi
+    local root; root=$(boot_root)
+    [ -z "$root" ] || [ -n "${SDSANDBOX_ROOT:-}" ] || build_root
     rm -rf "$STATE"; mkdir -p "$STATE"
 
-    local args=(-D / --volatile=yes -b -M "$NAME" --register=no --keep-unit
-                --console=passive --kill-signal=SIGRTMIN+3)
+    local args
+    if [ -z "$root" ]; then
+        args=(-D / --volatile=yes)
+        # /etc is an empty tmpfs: give it the host's NSS config so DynamicUser=/nss-systemd
+        # names resolve (getent, id, ps) like on a normal Debian install.
+        [ -f /etc/nsswitch.conf ] && args+=(--bind-ro=/etc/nsswitch.conf)
+    else
+        [ -x "$root/usr/lib/systemd/systemd" ] || die "$root is not a root with systemd"
+        # a tmpfs overlay over the whole root: the root itself is never written
+        args=(-D "$root" --volatile=overlay)
+    fi
+    args+=(-b -M "$NAME" --register=no --keep-unit
+           --console=passive --kill-signal=SIGRTMIN+3)
     [ "${SDSANDBOX_CAPS:-all}" = all ] && args+=(--capability=all)
     [ "${SDSANDBOX_PRIVATE_NETWORK:-1}" = 1 ] && args+=(--private-network)
-    # /etc is an empty tmpfs: give it the host's NSS config so DynamicUser=/nss-systemd
-    # names resolve (getent, id, ps) like on a normal Debian install.
-    [ -f /etc/nsswitch.conf ] && args+=(--bind-ro=/etc/nsswitch.conf)
     # nspawn 252's own seccomp filter refuses the landlock syscalls (EPERM) to
     # everything in the container; allow them so services can sandbox themselves.
     args+=(--system-call-filter="landlock_create_ruleset landlock_add_rule landlock_restrict_self")
@@ -228,9 +354,11 @@ case "$cmd" in
     run)      [ $# -gt 0 ] || die "usage: run <cmd...>"; in_container "$@" ;;
     unit-run) in_container systemd-run --quiet --wait --pipe --collect --service-type=exec -- "$@" ;;
     push)     cmd_push "$@" ;;
+    root)     build_root; echo "$ROOT_CACHE" ;;
+    version)  systemd_version ;;
     shell)    p=$(pid1); exec nsenter -t "$p" -a env -i PATH="$IN_PATH" HOME=/root TERM="${TERM:-xterm}" bash -l ;;
     pid)      pid1 ;;
     status)   p=$(pid1); echo "nspawn=$(nspawn_pid) pid1=$p"; in_container systemctl is-system-running || true ;;
     logs)     cat "$STATE/console.log" ;;
-    *) sed -n '2,16p' "$0"; exit 2 ;;
+    *) sed -n '2,15p' "$0"; exit 2 ;;
 esac

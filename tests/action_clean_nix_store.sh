@@ -31,6 +31,12 @@ cleanup_store() {
     sb env NIX_CONFIG='build-users-group =' nix-store --gc >/dev/null 2>&1 || true
 }
 TEARDOWN_HOOK=cleanup_store
+# The cases before the daemon's own run without one. Debian 13's
+# nix-setup-systemd (in the systemd 257 root) enables nix-daemon.socket at
+# install, so it listens from boot there; the 252 container has none. Its
+# socket file must go too: Nix connects to any it finds (and fails).
+sb systemctl stop nix-daemon.socket nix-daemon.service 2>/dev/null || true
+sb rm -rf /nix/var/nix/daemon-socket
 
 set_config "[actions.clean_nix_store]
 nix_collect_garbage = \"$GC\"" 2>/dev/null

@@ -29,7 +29,11 @@ send_file() { sb sh -c "socat -t 10 - UNIX-CONNECT:/run/luminous-healing.sock < 
 t_oversized_request() {
     local before; before=$(unknown_decisions)
     sb sh -c 'python3 -c "import sys; sys.stdout.write(\"{\\\"id\\\": \\\"big\\\", \\\"pad\\\": \\\"\" + \"a\"*70000 + \"\\\"}\")" > /tmp/big.json'
-    local r; r=$(send_file /tmp/big.json)
+    # The dispatcher answers at the 64 KiB cap and closes with the rest of
+    # the request unread, so the kernel resets the connection after the
+    # reply: socat 1.8 (Debian 13) then exits 1 "Connection reset by peer",
+    # socat 1.7 (Debian 12) exits 0. The reply is what counts.
+    local r; r=$(send_file /tmp/big.json || true)
     assert_eq "$(jfield error <<<"$r")" "Invalid request format"
     assert_eq "$(jfield request_id <<<"$r")" unknown
     expect_unknown_decisions $((before + 1))

@@ -13,6 +13,11 @@ export SDSANDBOX_NAME="lh-${TEST_NAME//_/-}"
 SDSANDBOX_NAME="${SDSANDBOX_NAME:0:40}-$$"
 export SDSANDBOX_BIND_RO="$ROOT:/src ${SDSANDBOX_BIND_RO:-}"
 export SDSANDBOX_API_VFS_WRITABLE=${SDSANDBOX_API_VFS_WRITABLE:-0}
+# Which systemd the container runs: 252 (the host's /usr, the default) or 257
+# (a Debian 13 root, built once and cached; see scripts/sandbox.sh).
+# scripts/test runs most files on both. LH_SYSTEMD_VERSION is the major
+# version booted, for the few cases whose expectations must differ.
+export SDSANDBOX_SYSTEMD=${SDSANDBOX_SYSTEMD:-252}
 
 PASSED=0
 FAILED=0
@@ -30,6 +35,8 @@ require socat socat
 require python3 python3
 [ "$(id -u)" = 0 ] || die "end-to-end tests need root (they boot a container with systemd-nspawn)"
 [ "${LH_NEEDS_BUILD:-1}" = 0 ] || [ -x "$ROOT/target/release/luminous-healing" ] || die "no release build: run 'cargo build --release --workspace' first"
+LH_SYSTEMD_VERSION=$("$SB" version) || die "cannot prepare systemd $SDSANDBOX_SYSTEMD (scripts/sandbox.sh version)"
+export LH_SYSTEMD_VERSION
 
 # Run a command inside the container.
 sb() { "$SB" run "$@"; }
@@ -112,7 +119,7 @@ run_case() {
 
 # Closing line, read by scripts/test; exit status says whether all passed.
 finish() {
-    echo "$TEST_NAME: $PASSED passed, $FAILED failed"
+    echo "$TEST_NAME@$LH_SYSTEMD_VERSION: $PASSED passed, $FAILED failed"
     [ "$FAILED" = 0 ]
 }
 
