@@ -22,6 +22,7 @@ def main():
     ap.add_argument("--secret-file")
     ap.add_argument("--secret")
     ap.add_argument("--v2", action="store_true")
+    ap.add_argument("--dry-run", action="store_true", help="v2 only: check everything, run nothing")
     ap.add_argument("--id")
     ap.add_argument("--timestamp")
     ap.add_argument("--signature", help="send this signature instead of computing one ('null' for none)")
@@ -53,6 +54,9 @@ def main():
             req["version"] = 2
             canon = json.dumps(params, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
             msg = "luminous-healing-v2\n%s\n%s\n%s\n%s" % (req["id"], req["action"], req["timestamp"], canon)
+            if a.dry_run:
+                req["dry_run"] = True
+                msg += "\ndry-run"
         else:
             msg = "%s:%s:%s" % (req["id"], req["action"], req["timestamp"])
         if a.signature == "null":
