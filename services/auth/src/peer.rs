@@ -39,7 +39,8 @@ pub fn peer_credentials(s: &UnixStream) -> io::Result<Peer> {
     }
     let mut groups = vec![0u32; 64];
     loop {
-        let mut glen = (groups.len() * std::mem::size_of::<u32>()) as libc::socklen_t;
+        let bytes = groups.len().saturating_mul(std::mem::size_of::<u32>());
+        let mut glen = libc::socklen_t::try_from(bytes).unwrap_or(libc::socklen_t::MAX);
         // SAFETY: the buffer holds `glen` bytes of u32 slots and outlives the
         // call; on ERANGE the kernel stores the size it needs in `glen`.
         let rc = unsafe {
@@ -51,7 +52,9 @@ pub fn peer_credentials(s: &UnixStream) -> io::Result<Peer> {
                 &mut glen,
             )
         };
-        let n = glen as usize / std::mem::size_of::<u32>();
+        let n = (glen as usize)
+            .checked_div(std::mem::size_of::<u32>())
+            .unwrap_or(0);
         if rc == 0 {
             groups.truncate(n);
             break;

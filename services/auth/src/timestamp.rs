@@ -33,10 +33,11 @@ pub fn parse_timestamp(s: &str) -> Result<i64, String> {
 pub fn check_freshness(ts: i64, now: i64, window_secs: u64) -> Freshness {
     let w = i64::try_from(window_secs).unwrap_or(i64::MAX);
     let age = now.saturating_sub(ts);
+    let ahead = ts.saturating_sub(now);
     if age > w {
-        Freshness::Stale(age - w)
-    } else if -age > w {
-        Freshness::Future(-age - w)
+        Freshness::Stale(age.saturating_sub(w))
+    } else if ahead > w {
+        Freshness::Future(ahead.saturating_sub(w))
     } else {
         Freshness::Fresh
     }

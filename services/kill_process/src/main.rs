@@ -257,7 +257,7 @@ mod tests {
     fn run(j: &Job, e: &Env) -> ActionReply {
         match &j.action {
             Action::KillProcess { pid, .. } => send(j, e, Path::new(PROC), *pid),
-            _ => unreachable!(),
+            other => panic!("not a kill_process job: {other:?}"),
         }
     }
 

@@ -60,7 +60,12 @@ pub fn read_one_object(
     cap: usize,
     timeout: Duration,
 ) -> Result<Value, ReadError> {
-    let deadline = Instant::now() + timeout;
+    let start = Instant::now();
+    // A timeout too large to represent is as good as none at all: a day.
+    let deadline = start
+        .checked_add(timeout)
+        .or_else(|| start.checked_add(Duration::from_secs(86_400)))
+        .unwrap_or(start);
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = [0u8; 8192];
     loop {
@@ -72,8 +77,14 @@ pub fn read_one_object(
             .set_read_timeout(Some(left))
             .map_err(|e| ReadError::Io(e.to_string()))?;
         // Never read past the cap: one byte more than allowed proves "too large".
-        let room = (cap + 1).saturating_sub(buf.len()).min(chunk.len());
-        let n = match stream.read(&mut chunk[..room]) {
+        let room = cap
+            .saturating_add(1)
+            .saturating_sub(buf.len())
+            .min(chunk.len());
+        let Some(window) = chunk.get_mut(..room) else {
+            return Err(ReadError::TooLarge);
+        };
+        let n = match stream.read(window) {
             Ok(n) => n,
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 return Err(ReadError::Timeout)
@@ -91,7 +102,7 @@ pub fn read_one_object(
                 Attempt::NeedMore => Err(ReadError::Malformed("truncated JSON".into())),
             };
         }
-        buf.extend_from_slice(&chunk[..n]);
+        buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
         match attempt(&buf) {
             Attempt::Complete(v) => return Ok(v),
             Attempt::Bad(e) => return Err(ReadError::Malformed(e)),

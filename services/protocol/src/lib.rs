@@ -6,6 +6,13 @@
 //! one read of the reply. v2 is the same envelope plus `"version": 2`, with a
 //! signature that also covers the parameters.
 
+// Every byte of a request flows through this crate: no index may panic and
+// no arithmetic may overflow on what a caller sends.
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)
+)]
+
 mod codec;
 mod internal;
 mod refusal;

@@ -21,9 +21,9 @@ pub fn truncate_output(s: &str, max: usize) -> String {
     }
     let mut cut = max.saturating_sub(MARKER.len());
     while cut > 0 && !s.is_char_boundary(cut) {
-        cut -= 1;
+        cut = cut.saturating_sub(1);
     }
-    format!("{}{MARKER}", &s[..cut])
+    format!("{}{MARKER}", s.get(..cut).unwrap_or_default())
 }
 
 /// Encodes the reply so that it always fits the client's single 64 KiB read:
