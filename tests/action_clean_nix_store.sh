@@ -153,7 +153,7 @@ t_refused_while_the_lock_is_held() {
     assert_eq "$(jfield success <<<"$r")" false "$r"
     assert_contains "$(jfield error <<<"$r")" "another rollback or garbage collection is running (rule one-nix-operation)"
     sb test -e "$garbage" || fail "$garbage was collected while the lock was held"
-    assert_one_decision gc-busy failure "one-nix-operation"
+    assert_one_decision gc-busy denied "one-nix-operation"
     sb systemctl stop lh-gc-lock.service
     r=$(request clean_nix_store)
     assert_eq "$(jfield success <<<"$r")" true "$r"

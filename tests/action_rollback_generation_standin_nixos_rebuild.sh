@@ -110,7 +110,7 @@ t_one_step_back_only() {
     assert_contains "$(jfield error <<<"$r")" "(rule one-step-back)"
     assert_eq "$(runs)" 1 "stand-in runs:"
     assert_eq "$(sb readlink "$PROFILES/system")" system-2-link
-    assert_one_decision rb-second failure "one-step-back"
+    assert_one_decision rb-second denied "one-step-back"
 }
 
 t_refused_while_a_gc_holds_the_lock() {
@@ -123,7 +123,7 @@ t_refused_while_a_gc_holds_the_lock() {
     assert_eq "$(jfield success <<<"$r")" false "$r"
     assert_contains "$(jfield error <<<"$r")" "another rollback or garbage collection is running (rule one-nix-operation)"
     assert_eq "$(runs)" 0 "stand-in runs:"
-    assert_one_decision rb-busy failure "one-nix-operation"
+    assert_one_decision rb-busy denied "one-nix-operation"
     # Released: the same request goes through.
     sb systemctl stop lh-gc-lock.service
     r=$(request rollback_generation)

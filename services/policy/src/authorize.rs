@@ -539,7 +539,7 @@ fn plan_signal(
 fn busy() -> Refusal {
     Refusal::new(
         Rule::Busy,
-        "refused: another rollback or garbage collection is running",
+        "another rollback or garbage collection is running",
     )
 }
 
@@ -550,20 +550,20 @@ fn plan_rollback(g: &GenerationFacts) -> Result<Plan, Refusal> {
     let (Some(current), Some(newest)) = (g.current, g.newest) else {
         return Err(Refusal::new(
             Rule::NoGeneration,
-            "refused: the running system is not a generation of the system profile",
+            "the running system is not a generation of the system profile",
         ));
     };
     if current < newest {
         return Err(Refusal::new(
             Rule::AlreadyRolledBack,
-            format!("refused: the running system (generation {current}) is already older than the newest ({newest}); rollback goes one step back only"),
+            format!("the running system (generation {current}) is already older than the newest ({newest}); rollback goes one step back only"),
         ));
     }
     match g.previous {
         Some(to) => Ok(Plan::Rollback { from: current, to }),
         None => Err(Refusal::new(
             Rule::NoGeneration,
-            format!("refused: there is no generation older than {current}"),
+            format!("there is no generation older than {current}"),
         )),
     }
 }
