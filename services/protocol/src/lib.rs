@@ -11,7 +11,7 @@ mod internal;
 mod request;
 mod response;
 
-pub use codec::{read_one_object, ReadError};
+pub use codec::{read_one_object, Decoder, Progress, ReadError};
 pub use internal::{ActionReply, ActionRequest, Caller};
 pub use request::{canonical_parameters, parse_request, signing_message, Request, Version};
 pub use response::{encode_response, truncate_output, Response};
