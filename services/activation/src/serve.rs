@@ -173,11 +173,13 @@ struct Job {
 /// thread is added only when the oldest queued job has waited
 /// [`GROW_AFTER`]: a short request (status, a refusal) is done sooner by a
 /// busy thread than by a new one, and every extra thread costs memory (its
-/// stack, a malloc arena: measured, 16 handler threads after a flood put the
-/// dispatcher's Pss at 3.5 MiB), while a request stuck behind a slow one
-/// (a forwarded action) still gets a thread of its own in milliseconds.
+/// stack, a malloc arena: measured, 13 handler threads after a flood put the
+/// dispatcher's Pss at 3.5 MiB). On two busy cores a queued job waits a few
+/// milliseconds for a preempted thread, which is no reason to add one (with
+/// 2 ms the pool still grew to 13); a request stuck behind a slow one (a
+/// forwarded action, seconds) gets a thread of its own after 50 ms.
 const EAGER_THREADS: usize = 2;
-const GROW_AFTER: Duration = Duration::from_millis(2);
+const GROW_AFTER: Duration = Duration::from_millis(50);
 
 struct PoolState {
     queue: VecDeque<Job>,

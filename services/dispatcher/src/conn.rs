@@ -16,9 +16,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Handler threads: a forwarded request may wait seconds for its action,
+/// Handler threads at most (two at once, more only for a request queued
+/// 50 ms): a forwarded request may wait seconds for its action,
 /// status and refusals take microseconds; requests beyond this many queue.
-const WORKERS: usize = 16;
+const WORKERS: usize = 8;
 
 pub fn options(ctx: &Ctx, idle: Duration) -> ServeOptions {
     ServeOptions {
