@@ -46,6 +46,12 @@ N_CONC = knob("BENCH_CONC_N", 4000, 50)
 N_DISP = knob("BENCH_DISP_N", 1000, 50)
 CLIENTS = knob("BENCH_CLIENTS", 8, 1)
 N_COLD = knob("BENCH_COLD", 5, 1)
+# The issue's targets: a flood from 64 clients, Pss after 100,000 requests,
+# and the commands an admin would otherwise script (systemd-run, sudo).
+FLOOD_CLIENTS = knob("BENCH_FLOOD_CLIENTS", 64, 1)
+N_FLOOD = knob("BENCH_FLOOD_N", 10000, 100)
+N_PSS = knob("BENCH_PSS_N", 100_000, 1000)
+N_CMD = knob("BENCH_CMD_N", 20, 3)
 WARMUP = 50
 # Raised far above anything the bench sends: a rate-limited request would be
 # a fast refusal, not a measurement. The replay cache (MAX_SEEN_IDS 100000)
@@ -158,12 +164,13 @@ def requests(secret, action, params, n):
 CURRENT_UNITS = []
 
 
-def load(sock, reqs, clients=1, check=True, what=""):
+def load(sock, reqs, clients=1, check=True, what="", expect=None):
     """Runs the load generator; returns (wall seconds, [latency µs])."""
     path = f"{TMP}/reqs"
     with open(path, "w") as f:
         f.write("\n".join(reqs) + "\n")
-    cmd = [LOAD, sock, path, str(clients)] + (["--check"] if check else [])
+    cmd = [LOAD, sock, path, str(clients)] + (["--check"] if check else []) \
+        + (["--expect", expect] if expect else [])
     p = subprocess.run(cmd, capture_output=True, text=True)
     lines = p.stdout.splitlines()
     if p.returncode != 0 or not lines:
@@ -190,9 +197,12 @@ class Target:
     """One path under test: a socket, the unit(s) behind it, a request."""
 
     def __init__(self, key, label, sock, units, action, params, check=True, n_warm=N_WARM,
-                 n_conc=N_CONC, reset=None):
+                 n_conc=N_CONC, reset=None, expect=None, wrong_key=False):
         self.key, self.label, self.sock, self.units = key, label, sock, units
         self.action, self.params, self.check = action, params, check
+        # expect: the reply must contain this (refusal paths); wrong_key:
+        # signed with a key the server does not have.
+        self.expect, self.wrong_key = expect, wrong_key
         self.n_warm, self.n_conc, self.reset = n_warm, n_conc, reset
         self.r = {}
 
@@ -253,7 +263,12 @@ def write_hardened_echo():
 
 
 def write_config(actions):
+    # Connection caps above the flood's 64 clients from one uid (root): a
+    # client's next connection may arrive before its last one is counted
+    # closed, and a cap refusal would be a different measurement.
     lines = ["# written by scripts/bench: limits raised so nothing is refused",
+             f"max_connections = {max(256, 4 * FLOOD_CLIENTS)}",
+             f"max_connections_per_uid = {max(256, 4 * FLOOD_CLIENTS)}",
              "[caller_rate_limit]", f"max = {LIMIT}", "window_secs = 300", ""]
     for a in actions:
         lines += [f"[actions.{a}]", f"rate_limit = {{ max = {LIMIT}, window_secs = 300 }}", ""]
@@ -315,8 +330,76 @@ def cold_sample(t, secret, stop_units, reset=True):
     for u in stop_units:
         stop(u)
     quiesce()
-    _, lat = load(t.sock, requests(secret, t.action, t.params, 1), check=t.check, what=f"{t.label} cold")
+    _, lat = load(t.sock, treqs(t, secret, 1), check=t.check, expect=t.expect, what=f"{t.label} cold")
     return lat[0]
+
+
+def treqs(t, secret, n):
+    return requests("not-the-key-" + secret if t.wrong_key else secret, t.action, t.params, n)
+
+
+def flood_round(t, secret, n):
+    """n requests from FLOOD_CLIENTS clients at once; every one must get
+    its expected reply (no connection lost or refused otherwise)."""
+    if t.reset:
+        t.reset()
+    load(t.sock, treqs(t, secret, WARMUP), check=t.check, expect=t.expect, what=f"{t.label} warm-up")
+    reqs = treqs(t, secret, n)
+    quiesce()
+    wall, lat = load(t.sock, reqs, clients=FLOOD_CLIENTS, check=t.check, expect=t.expect,
+                     what=f"{t.label} {FLOOD_CLIENTS} clients")
+    c = t.r.setdefault("flood_raw", {"wall": 0.0, "lat": []})
+    c["wall"] += wall
+    c["lat"] += lat
+
+
+def pss_after(secret, n):
+    """Pss of the installed dispatcher after n requests since its start:
+    wrong-key requests (they leave no state, so the state file does not
+    make the run O(n^2)) and 1,000 status requests."""
+    reset_dispatcher_state(0)
+    wrong = Target("pss", "pss", DISPATCHER_SOCK, [DISPATCHER], "status", {}, check=False,
+                   expect="Invalid signature", wrong_key=True)
+    left = n - 1000
+    while left > 0:
+        k = min(left, 20_000)
+        load(DISPATCHER_SOCK, treqs(wrong, secret, k), clients=CLIENTS, check=False,
+             expect="Invalid signature", what="Pss run")
+        left -= k
+    for _ in range(10):
+        load(DISPATCHER_SOCK, requests(secret, "status", {}, 100), what="Pss run, status")
+    pid = int(show(DISPATCHER, "MainPID") or 0)
+    if pid <= 0:
+        raise BenchError("dispatcher not running after the Pss run")
+    return proc_mem(pid)
+
+
+def cmd_times(cmd, n):
+    """Wall time (µs) of running a command n times, as a script would."""
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        out.append((time.perf_counter() - t0) * 1e6)
+        if p.returncode != 0:
+            raise BenchError(f"{' '.join(cmd)} failed ({p.returncode}): {p.stderr.strip()}")
+    return out
+
+
+def setup_sudo():
+    """Debian's sudo with the least it needs in the empty /etc of the
+    container: a NOPASSWD rule for root and a PAM stack of pam_permit only
+    (lighter than Debian's own, so sudo is not made slower than it is)."""
+    if not os.path.exists("/usr/bin/sudo"):
+        return False
+    with open("/etc/sudoers", "w") as f:
+        f.write("root ALL=(ALL:ALL) NOPASSWD: ALL\n")
+    os.chmod("/etc/sudoers", 0o440)
+    os.makedirs("/etc/pam.d", exist_ok=True)
+    with open("/etc/pam.d/sudo", "w") as f:
+        f.write("auth sufficient pam_permit.so\naccount sufficient pam_permit.so\n"
+                "session sufficient pam_permit.so\n")
+    return True
 
 
 def cpu_snapshot(units):
@@ -350,12 +433,12 @@ def warm_round(t, secret, n, last):
     over rounds, memory is read after the last one."""
     if t.reset:
         t.reset()
-    load(t.sock, requests(secret, t.action, t.params, WARMUP), check=t.check, what=f"{t.label} warm-up")
-    reqs = requests(secret, t.action, t.params, n)
+    load(t.sock, treqs(t, secret, WARMUP), check=t.check, expect=t.expect, what=f"{t.label} warm-up")
+    reqs = treqs(t, secret, n)
     watch = t.units + SIDE_UNITS
     quiesce()
     before = cpu_snapshot(watch)
-    _, lat = load(t.sock, reqs, check=t.check, what=f"{t.label} warm")
+    _, lat = load(t.sock, reqs, check=t.check, expect=t.expect, what=f"{t.label} warm")
     quiesce()
     after = cpu_snapshot(watch)
     r = t.r.setdefault("warm_rounds", [])
@@ -384,10 +467,10 @@ def warm_round(t, secret, n, last):
 def conc_round(t, secret, n):
     if t.reset:
         t.reset()
-    load(t.sock, requests(secret, t.action, t.params, WARMUP), check=t.check, what=f"{t.label} warm-up")
-    reqs = requests(secret, t.action, t.params, n)
+    load(t.sock, treqs(t, secret, WARMUP), check=t.check, expect=t.expect, what=f"{t.label} warm-up")
+    reqs = treqs(t, secret, n)
     quiesce()
-    wall, lat = load(t.sock, reqs, clients=CLIENTS, check=t.check, what=f"{t.label} {CLIENTS} clients")
+    wall, lat = load(t.sock, reqs, clients=CLIENTS, check=t.check, expect=t.expect, what=f"{t.label} {CLIENTS} clients")
     c = t.r.setdefault("conc_raw", {"wall": 0.0, "lat": []})
     c["wall"] += wall
     c["lat"] += lat
@@ -498,7 +581,21 @@ def main():
     hard = Target("hard", "raw echo in the dispatcher's unit sandbox", HARD_ECHO_SOCK,
                   [f"{HARD_ECHO}.service"], "status", {}, check=False)
     targets = [raw, hard, disp, mem, old]
-    fwd = fwd_mem = None
+    # Refusals, sequential only: after authentication (a signed request for
+    # an action nobody has) and before it (signed with the wrong key).
+    disp_auth = Target("disp_auth", "dispatcher as installed: refusal after auth", DISPATCHER_SOCK,
+                       [DISPATCHER], "reboot", {}, check=False, expect="Action reboot not allowed",
+                       n_warm=N_DISP, n_conc=0, reset=reset_dispatcher_state)
+    old_auth = Target("old_auth", "old stand-in: refusal after auth", f"{BENCH_DIR}/oldexec.sock",
+                      ["lh-bench-oldexec.service"], "reboot", {}, check=False,
+                      expect="Action reboot not allowed", n_conc=0)
+    disp_key = Target("disp_key", "dispatcher as installed: wrong key", DISPATCHER_SOCK, [DISPATCHER],
+                      "status", {}, check=False, expect="Invalid signature", n_conc=0, wrong_key=True)
+    old_key = Target("old_key", "old stand-in: wrong key", f"{BENCH_DIR}/oldexec.sock",
+                     ["lh-bench-oldexec.service"], "status", {}, check=False, expect="Invalid signature",
+                     n_conc=0, wrong_key=True)
+    extra = [disp_auth, old_auth, disp_key, old_key]
+    fwd = fwd_mem = old_fwd = None
     if action:
         a, params, n_warm, n_conc = action
         unit = f"luminous-healing-{a}.service"
@@ -508,6 +605,9 @@ def main():
         fwd_mem = Target("fwd_mem", f"dispatcher, state in memory -> {a}", MEM_SOCK, [MEM_DISPATCHER, unit],
                          a, params, n_warm=n_warm, n_conc=n_conc)
         targets += [fwd, fwd_mem]
+        old_fwd = Target("old_fwd", f"old stand-in: {a}", f"{BENCH_DIR}/oldexec.sock",
+                         ["lh-bench-oldexec.service"], a, params, n_warm=n_warm, n_conc=0)
+        extra.append(old_fwd)
 
     t0 = time.monotonic()
     load_before = open("/proc/loadavg").read().split()[0]
@@ -522,7 +622,7 @@ def main():
             fwd.r.setdefault("cold_action", []).append(cold_sample(fwd, secret, fwd.units[1:], reset=False))
     print(f"bench: warm, sequential ({ROUNDS} rounds) ...", file=sys.stderr, flush=True)
     for i in range(ROUNDS):
-        for t in rotate(targets, i):
+        for t in rotate(targets + extra, i):
             CURRENT_UNITS[:] = t.units
             warm_round(t, secret, max(1, t.n_warm // ROUNDS), last=i == ROUNDS - 1)
     print(f"bench: {CLIENTS} clients ({ROUNDS} rounds) ...", file=sys.stderr, flush=True)
@@ -531,8 +631,29 @@ def main():
             CURRENT_UNITS[:] = t.units
             if t.n_conc:
                 conc_round(t, secret, max(CLIENTS, t.n_conc // ROUNDS))
-    for t in targets:
+    print(f"bench: flood, {FLOOD_CLIENTS} clients ({ROUNDS} rounds) ...", file=sys.stderr, flush=True)
+    flood = [(raw, N_FLOOD), (disp_key, N_FLOOD), (old_key, N_FLOOD), (disp, 2 * N_DISP)]
+    for i in range(ROUNDS):
+        for t, n in rotate(flood, i):
+            CURRENT_UNITS[:] = t.units
+            flood_round(t, secret, max(FLOOD_CLIENTS, n // ROUNDS))
+    for t in targets + extra:
         finish(t)
+    for t, _ in flood:
+        c = t.r["flood_raw"]
+        t.r["flood"] = {"rps": len(c["lat"]) / c["wall"], **summary(c["lat"])}
+    print(f"bench: Pss after {N_PSS:,} requests ...", file=sys.stderr, flush=True)
+    CURRENT_UNITS[:] = [DISPATCHER]
+    pss_long = pss_after(secret, N_PSS)
+    cmds = {}
+    if action and action[0] == "adjust_swappiness":
+        print(f"bench: systemd-run and sudo ({N_CMD} each) ...", file=sys.stderr, flush=True)
+        v = int(open("/proc/sys/vm/swappiness").read())
+        write = ["/bin/sh", "-c", f"echo {v} > /proc/sys/vm/swappiness"]
+        cmds["systemd-run --wait --pipe"] = cmd_times(
+            ["systemd-run", "--wait", "--pipe", "--quiet", "--collect"] + write, N_CMD)
+        if setup_sudo():
+            cmds["sudo -n"] = cmd_times(["/usr/bin/sudo", "-n"] + write, N_CMD)
     print("bench: replay-cache probe ...", file=sys.stderr, flush=True)
     probe = cache_probe(secret)
     elapsed = time.monotonic() - t0
@@ -654,12 +775,99 @@ def main():
     if not fwd:
         rows.append(["dispatcher -> action", "n/a (no action service installed)", "", ""])
     table("Summary (this run)", ["figure", "value", "x raw", "x old"], rows)
+
+    rows = []
+    for t, _ in flood:
+        f = t.r["flood"]
+        rows.append([t.label, f["n"], f"{f['rps']:,.0f}", f_x(f["rps"], raw.r["flood"]["rps"]),
+                     f_us(f["p50"]), f_us(f["p99"])])
+    table(f"Flood: {FLOOD_CLIENTS} parallel clients ({ROUNDS} rounds; every reply checked)",
+          ["path", "n", "req/s", "x raw", "p50 µs", "p99 µs"], rows)
+
+    # ----------------------------------------------------------- targets --
+    # Service time: p50 minus what the client itself costs, measured in the
+    # same run against the echo (a server that does nothing but answer).
+    client = raw.r["warm"]["p50"]
+
+    def service(t):
+        return t.r["warm"]["p50"] - client
+
+    def faster(ours, theirs):
+        a, b = service(ours), service(theirs)
+        return None if a <= 0 else b / a
+
+    rows = []
+
+    def target(name, value, ratio, op, want):
+        if ratio is None:
+            rows.append([name, value, f"{op} {want}", "n/a", "missed"])
+            return
+        ok = ratio >= want if op == ">=" else ratio <= want
+        rows.append([name, value, f"{op} {want}", f"{ratio:.2f}x", "met" if ok else "missed"])
+
+    if fwd:
+        target("full action path, service time vs stand-in (faster by)",
+               f"{f_us(service(fwd))} vs {f_us(service(old_fwd))} µs", faster(fwd, old_fwd), ">=", 1.5)
+    target("refusal after authentication vs stand-in (faster by)",
+           f"{f_us(service(disp_auth))} vs {f_us(service(old_auth))} µs", faster(disp_auth, old_auth), ">=", 3)
+    target("refusal before authentication (wrong key) vs stand-in (faster by)",
+           f"{f_us(service(disp_key))} vs {f_us(service(old_key))} µs", faster(disp_key, old_key), ">=", 5)
+    fk, fo, fr = disp_key.r["flood"]["rps"], old_key.r["flood"]["rps"], raw.r["flood"]["rps"]
+    target(f"wrong-key flood, {FLOOD_CLIENTS} clients, vs stand-in's rate",
+           f"{fk:,.0f} vs {fo:,.0f} req/s", fk / fo, ">=", 5)
+    target(f"wrong-key flood, {FLOOD_CLIENTS} clients, vs raw echo's rate",
+           f"{fk:,.0f} vs {fr:,.0f} req/s", fk / fr, ">=", 0.5)
+    fs = disp.r["flood"]["rps"]
+    target(f"status, {FLOOD_CLIENTS} clients, vs raw echo's throughput",
+           f"{fs:,.0f} vs {fr:,.0f} req/s", fs / fr, ">=", 0.3)
+    if fwd:
+        target("CPU/request incl. journald + PID 1, full path, vs stand-in",
+               f"{f_us(cpu_total(fwd))} vs {f_us(cpu_total(old_fwd))} µs",
+               None if None in (cpu_total(fwd), cpu_total(old_fwd)) else cpu_total(fwd) / cpu_total(old_fwd),
+               "<=", 1.0)
+    for ours, theirs, what in ((disp_auth, old_auth, "refusal after auth"), (disp_key, old_key, "wrong key")):
+        a, b = cpu_total(ours), cpu_total(theirs)
+        target(f"CPU/request incl. journald + PID 1, {what}, vs stand-in",
+               f"{f_us(a)} vs {f_us(b)} µs", None if None in (a, b) else a / b, "<=", 0.3)
+    target("cold start vs raw echo in the dispatcher's unit sandbox",
+           f"{f_ms(med(disp.r['cold']))} vs {f_ms(med(hard.r['cold']))} ms",
+           med(disp.r["cold"]) / med(hard.r["cold"]), "<=", 1.1)
+    p = pss_long.get("Pss")
+    target(f"dispatcher Pss after {N_PSS:,} requests (MiB)", f_kib(p),
+           None if p is None else p / 1024, "<=", 2.0)
+    if fwd:
+        p = pss(fwd, fwd.units[1])
+        target(f"action Pss ({fwd.units[1]}, MiB)", f_kib(p), None if p is None else p / 1024, "<=", 2.0)
+    if fwd:
+        ours = fwd.r["warm"]["p50"]
+        for name, want in (("systemd-run --wait --pipe", 20), ("sudo -n", 5)):
+            if name not in cmds:
+                rows.append([f"full path vs `{name}` writing the same value", "not measured", f">= {want}",
+                             "n/a", "missed"])
+                continue
+            c = med(cmds[name])
+            target(f"full path vs `{name}` writing the same value (faster by)",
+                   f"{f_us(ours)} vs {f_us(c)} µs", c / ours, ">=", want)
+    table("Targets of the performance issue (ratios from this run)",
+          ["target", "figure (ours vs theirs)", "required", "ratio", "verdict"], rows)
+    print("  service time = p50 minus the client's own cost (the echo's p50 in this run, "
+          f"{f_us(client)} µs); ratios > 1 mean faster/more. Bench config: connection caps raised to "
+          f"{max(256, 4 * FLOOD_CLIENTS)} per uid (the flood's clients are all root), rate limits of "
+          "status, the caller and the measured actions raised to 1,000,000 per 300 s.")
+    print(f"  Pss after {N_PSS:,} requests: VmRSS {f_kib(pss_long.get('VmRSS'))}, "
+          f"{pss_long.get('Threads', 'n/a')} threads; commands timed from a Python subprocess.run, "
+          "the full path by the load generator (what a long-running monitor pays per request).")
     print("\nReference (docs/DESIGN, for context only): old service claims \"10 ms average response time\";"
           "\n  first request to an Accept=no Python service incl. start-up ~50-80 ms; a per-connection"
           "\n  (Accept=yes) hardened instance ~95 ms round trip; nspawn boot ~0.5 s.")
+    load_after = open('/proc/loadavg').read().split()[0]
+    busy = max(float(load_before), float(load_after)) > 0.5 * (os.cpu_count() or 1)
     print(f"\nmeasured in {elapsed:.1f} s on {os.cpu_count()} CPUs, kernel {os.uname().release}; "
-          f"load average before {load_before}, after {open('/proc/loadavg').read().split()[0]} "
+          f"load average before {load_before}, after {load_after} "
           "(others' work on the machine shares the CPUs; the paths take turns in rounds)")
+    if busy:
+        print(f"UNDER LOAD: the load average exceeded half the CPUs ({os.cpu_count()}); "
+              "absolute figures are inflated, ratios within the run are what to compare")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 //! Load generator for scripts/bench: sends pre-built request lines over a
 //! Unix socket and prints one latency per request.
 //!
-//!   lh-bench-load SOCKET REQFILE CLIENTS [--check]
+//!   lh-bench-load SOCKET REQFILE CLIENTS [--check | --expect TEXT]
 //!
 //! Requests are signed ahead of time by bench/driver.py so that neither HMAC
 //! nor JSON building in the client lands inside the timed interval: what is
@@ -11,7 +11,9 @@
 //!
 //! Output: "wall_ns W ok K bad B" then one "index latency_ns" line per
 //! request. --check counts a reply as bad unless it says "success": true,
-//! so a rate-limited or refused request can never pass as a fast one.
+//! so a rate-limited or refused request can never pass as a fast one;
+//! --expect TEXT counts it as bad unless the reply contains TEXT (for the
+//! refusal paths: a refusal of another kind must not pass either).
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -56,6 +58,11 @@ fn main() {
     );
     let clients: usize = args[3].parse().unwrap_or(1).max(1);
     let check = args.iter().any(|a| a == "--check");
+    let expect: Option<Arc<String>> = args
+        .iter()
+        .position(|a| a == "--expect")
+        .and_then(|i| args.get(i + 1))
+        .map(|s| Arc::new(s.clone()));
 
     let next = Arc::new(AtomicUsize::new(0));
     let lat = Arc::new(Mutex::new(vec![0u64; reqs.len()]));
@@ -64,6 +71,7 @@ fn main() {
     let start = Instant::now();
     let threads: Vec<_> = (0..clients)
         .map(|_| {
+            let expect = expect.clone();
             let (path, reqs, next, lat, bad, first_bad) = (
                 Arc::clone(&path),
                 Arc::clone(&reqs),
@@ -81,7 +89,13 @@ fn main() {
                 let r = one(&path, &reqs[i]);
                 let ns = t0.elapsed().as_nanos() as u64;
                 let ok = match &r {
-                    Ok(reply) => !reply.is_empty() && (!check || succeeded(reply)),
+                    Ok(reply) => {
+                        !reply.is_empty()
+                            && (!check || succeeded(reply))
+                            && expect.as_ref().map_or(true, |e| {
+                                String::from_utf8_lossy(reply).contains(e.as_str())
+                            })
+                    }
                     Err(_) => false,
                 };
                 if !ok {

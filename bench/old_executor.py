@@ -19,8 +19,12 @@ figure:
 
 Differences, on purpose:
   * It answers `status` (the old service had no such action) so that both
-    executors can be compared on a request that runs nothing. No real
-    action is implemented: the bench never asks it for one.
+    executors can be compared on a request that runs nothing.
+  * Of the real actions it implements only adjust_swappiness, the one the
+    bench forwards, and in the cheapest way Python has: one write to
+    /proc/sys/vm/swappiness from the process itself (no subprocess, no
+    sysctl), so the full-path comparison never makes the old side slower
+    than it was.
   * The rate-limit window is a deque per action. The old code rebuilt a dict
     of every recorded request on each call, which cost nothing at its limit
     of 10 but would grow with every request once the bench raises the limit
@@ -102,6 +106,17 @@ class Executor:
         return {"success": True, "output": json.dumps({"version": "old-standin", "actions": {
             a: {"remaining": n, "limit": LIMIT, "window_secs": WINDOW_SECS} for a, n in left.items()}})}
 
+    def adjust_swappiness(self, params: Dict[str, Any]) -> Dict[str, Any]:
+        value = params.get("value")
+        if not isinstance(value, int) or not 0 <= value <= 100:
+            return {"success": False, "error": "value must be 0-100"}
+        try:
+            with open("/proc/sys/vm/swappiness", "w") as f:
+                f.write(str(value))
+        except OSError as e:
+            return {"success": False, "error": str(e)}
+        return {"success": True, "output": f"vm.swappiness = {value}"}
+
     def audit(self, r: HealingRequest, resp: HealingResponse):
         entry = {"timestamp": datetime.now().isoformat(), "request_id": r.id, "action": r.action,
                  "parameters": r.parameters, "success": resp.success,
@@ -125,7 +140,12 @@ class Executor:
         if not self.admit(r.action):
             return HealingResponse(r.id, False, error="Rate limit exceeded")
         log.info("Executing %s (request %s)", r.action, r.id)
-        result = self.status() if r.action == "status" else {"success": False, "error": "not in the stand-in"}
+        if r.action == "status":
+            result = self.status()
+        elif r.action == "adjust_swappiness":
+            result = self.adjust_swappiness(r.parameters)
+        else:
+            result = {"success": False, "error": "not in the stand-in"}
         resp = HealingResponse(r.id, result.get("success", False), result.get("output"), result.get("error"),
                                int((datetime.now() - start).total_seconds() * 1000))
         self.audit(r, resp)

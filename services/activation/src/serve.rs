@@ -1,111 +1,682 @@
+//! The accept loop shared by the dispatcher and every action service.
+//!
+//! One thread polls the listening socket and every connection that has not
+//! yet delivered its request: it accepts, reads the peer's credentials,
+//! applies the per-uid cap and the deadlines, and reads each request
+//! incrementally ([`healing_protocol::Decoder`]). Only a complete request (or
+//! one that cannot become one: too large, malformed, closed early) goes to a
+//! small pool of handler threads, created on demand up to
+//! [`ServeOptions::workers`] and kept until `serve` returns. No thread is
+//! created per connection, and a silent or trickling client holds nothing but
+//! a slot in the poll set, and only until its deadline.
+//!
+//! Refusals decided here (too many connections from one uid, a peer that is
+//! not the one allowed, no request in time) are answered at once, from the
+//! loop, with the bytes the `refuse` callback returns: the wire format is the
+//! caller's business, not this module's.
+
+use healing_auth::{peer_credentials, Peer};
+use healing_policy::Config;
+use healing_protocol::{Decoder, Progress, ReadError, MAX_MESSAGE};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use std::os::fd::AsFd;
+use nix::sys::socket::{accept4, SockFlag};
+use serde_json::Value;
+use std::collections::{HashMap, VecDeque};
+use std::io::{ErrorKind, Read, Write};
+use std::net::Shutdown;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy)]
 pub struct ServeOptions {
     /// Return after this long with no connection open and none arriving.
     pub idle: Duration,
-    /// At most this many connections are handled at once; more wait in the
-    /// kernel's backlog (owned by systemd when activated, so nothing is lost).
+    /// At most this many connections are open at once (being read or being
+    /// handled); more wait in the kernel's backlog (owned by systemd when
+    /// activated, so nothing is lost).
     pub max_connections: usize,
+    /// At most this many of them from one uid; more are refused at once
+    /// ([`Refusal::TooManyFromUid`]).
+    pub max_connections_per_uid: usize,
+    /// A connection that sends nothing for this long is refused
+    /// ([`Refusal::Timeout`]).
+    pub first_byte_timeout: Duration,
+    /// The whole request must have arrived this long after the accept.
+    pub request_timeout: Duration,
+    /// Largest request read.
+    pub max_request: usize,
+    /// Handler threads, at most; started when needed, kept until return.
+    pub workers: usize,
+    /// true: the handler gets the request already read ([`Conn::request`]
+    /// is `Some`). false: it gets the stream as soon as the first bytes are
+    /// readable, and reads it itself (the deadline for the first byte and
+    /// the per-uid cap still apply).
+    pub read_request: bool,
+    /// Only this uid is served; any other peer gets [`Refusal::NotAllowed`]
+    /// and nothing is read.
+    pub only_uid: Option<u32>,
 }
 
-struct Active {
-    count: usize,
+impl ServeOptions {
+    /// The limits from the configuration; `idle` from `idle_timeout_secs`.
+    pub fn from_config(c: &Config) -> ServeOptions {
+        ServeOptions {
+            idle: Duration::from_secs(c.idle_timeout_secs),
+            max_connections: c.max_connections.max(1),
+            max_connections_per_uid: c.max_connections_per_uid.max(1),
+            first_byte_timeout: Duration::from_millis(c.first_byte_timeout_ms),
+            request_timeout: Duration::from_millis(c.request_timeout_ms),
+            max_request: MAX_MESSAGE,
+            workers: 4,
+            read_request: true,
+            only_uid: None,
+        }
+    }
+}
+
+/// One connection handed to the handler.
+#[derive(Debug)]
+pub struct Conn {
+    /// Blocking again; the handler writes its reply here and drops it.
+    pub stream: UnixStream,
+    /// SO_PEERCRED/SO_PEERGROUPS at accept time; `None` if unreadable.
+    pub peer: Option<Peer>,
+    /// The first JSON value on the stream, or why there is none. `None`
+    /// when [`ServeOptions::read_request`] is false.
+    pub request: Option<Result<Value, ReadError>>,
+    /// When the connection was accepted (for durations in replies).
+    pub accepted: Instant,
+}
+
+/// Why the loop answered a connection itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The peer's uid already holds `limit` open connections.
+    TooManyFromUid { limit: usize },
+    /// Not [`ServeOptions::only_uid`] (or no credentials when one is set).
+    NotAllowed,
+    /// No complete request before the first-byte or the whole-request
+    /// deadline; `ReadError::Timeout` describes it.
+    Timeout,
+}
+
+/// What the `refuse` callback is told.
+#[derive(Debug)]
+pub struct Refused<'a> {
+    pub peer: Option<&'a Peer>,
+    pub reason: Refusal,
+    pub accepted: Instant,
+}
+
+/// Counted per uid; connections whose credentials cannot be read share one
+/// bucket.
+const NO_UID: u32 = u32::MAX;
+
+struct Counts {
+    open: usize,
+    per_uid: HashMap<u32, usize>,
     last_done: Instant,
+    /// The loop stopped polling the listener (at `max_connections`) and
+    /// wants a byte on the wake socket when a handler finishes.
+    wants_wake: bool,
 }
 
-/// Serves until idle. Each connection runs `handler` on its own thread, so a
-/// slow or silent client only ever holds its own thread.
-pub fn serve<H>(listener: &UnixListener, opts: ServeOptions, handler: H) -> std::io::Result<()>
-where
-    H: Fn(UnixStream) + Send + Sync + 'static,
-{
-    let handler = Arc::new(handler);
-    let state = Arc::new((
-        Mutex::new(Active {
-            count: 0,
-            last_done: Instant::now(),
-        }),
-        Condvar::new(),
-    ));
-    let max = opts.max_connections.max(1);
-    loop {
-        // Wait for a free slot (bounded concurrency).
-        {
-            let (lock, cv) = &*state;
-            let mut a = lock.lock().unwrap_or_else(PoisonError::into_inner);
-            while a.count >= max {
-                a = cv.wait(a).unwrap_or_else(PoisonError::into_inner);
+struct Shared {
+    counts: Mutex<Counts>,
+    wake_tx: UnixStream,
+}
+
+impl Shared {
+    fn counts(&self) -> MutexGuard<'_, Counts> {
+        self.counts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn done(&self, uid: u32) {
+        let mut c = self.counts();
+        c.open = c.open.saturating_sub(1);
+        if let Some(n) = c.per_uid.get_mut(&uid) {
+            *n -= 1;
+            if *n == 0 {
+                c.per_uid.remove(&uid);
             }
         }
-        let (count, last_done) = {
-            let a = state.0.lock().unwrap_or_else(PoisonError::into_inner);
-            (a.count, a.last_done)
+        c.last_done = Instant::now();
+        if c.wants_wake {
+            c.wants_wake = false;
+            let _ = (&self.wake_tx).write(&[1]);
+        }
+    }
+}
+
+/// A connection the loop is still reading.
+struct Pending {
+    stream: UnixStream,
+    peer: Option<Peer>,
+    uid: u32,
+    accepted: Instant,
+    decoder: Decoder,
+    /// Refused and already answered: its bytes are read and dropped until
+    /// EOF or the deadline, so the client's write does not fail with EPIPE
+    /// before it reads the refusal. Not counted against any limit.
+    draining: bool,
+}
+
+struct Job {
+    conn: Conn,
+    uid: u32,
+    queued: Instant,
+}
+
+/// Handler threads started as soon as a job finds none idle. Beyond them, a
+/// thread is added only when the oldest queued job has waited
+/// [`GROW_AFTER`]: a short request (status, a refusal) is done sooner by a
+/// busy thread than by a new one, and every extra thread costs memory (its
+/// stack, a malloc arena: measured, 13 handler threads after a flood put the
+/// dispatcher's Pss at 3.5 MiB). On two busy cores a queued job waits a few
+/// milliseconds for a preempted thread, which is no reason to add one (with
+/// 2 ms the pool still grew to 13); a request stuck behind a slow one (a
+/// forwarded action, seconds) gets a thread of its own after 50 ms.
+const EAGER_THREADS: usize = 2;
+const GROW_AFTER: Duration = Duration::from_millis(50);
+
+struct PoolState {
+    queue: VecDeque<Job>,
+    idle: usize,
+    threads: usize,
+    stop: bool,
+}
+
+struct Pool<H> {
+    state: Mutex<PoolState>,
+    cv: Condvar,
+    handler: H,
+    shared: Arc<Shared>,
+    max: usize,
+}
+
+impl<H: Fn(Conn) + Send + Sync + 'static> Pool<H> {
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues a job; wakes an idle thread or starts one more (up to
+    /// [`EAGER_THREADS`]; more through [`Pool::grow_if_stalled`]).
+    fn submit(self: &Arc<Self>, job: Job, threads: &mut Vec<std::thread::JoinHandle<()>>) {
+        let mut st = self.lock();
+        st.queue.push_back(job);
+        if st.idle > 0 {
+            drop(st);
+            self.cv.notify_one();
+            return;
+        }
+        if st.threads >= self.max.min(EAGER_THREADS) {
+            return;
+        }
+        self.spawn(st, threads);
+    }
+
+    /// When the oldest queued job has waited too long: `Some(0)` after
+    /// starting a thread for it, or how long until it will have waited.
+    fn grow_if_stalled(
+        self: &Arc<Self>,
+        threads: &mut Vec<std::thread::JoinHandle<()>>,
+    ) -> Option<Duration> {
+        let st = self.lock();
+        let waited = st.queue.front()?.queued.elapsed();
+        if st.threads >= self.max || st.idle > 0 {
+            return None;
+        }
+        if waited < GROW_AFTER {
+            return Some(GROW_AFTER - waited);
+        }
+        self.spawn(st, threads);
+        Some(Duration::ZERO)
+    }
+
+    fn spawn(
+        self: &Arc<Self>,
+        mut st: MutexGuard<'_, PoolState>,
+        threads: &mut Vec<std::thread::JoinHandle<()>>,
+    ) {
+        st.threads += 1;
+        drop(st);
+        let me = Arc::clone(self);
+        match std::thread::Builder::new()
+            .name("handler".into())
+            .spawn(move || me.run())
+        {
+            Ok(h) => threads.push(h),
+            Err(e) => {
+                let mut st = self.lock();
+                st.threads -= 1;
+                let none = st.threads == 0;
+                drop(st);
+                crate::log_line(&format!("<4>cannot start a handler thread: {e}"));
+                if none {
+                    // No thread at all: answer on the loop's own thread
+                    // rather than leave the request queued forever.
+                    self.run_queued();
+                }
+            }
+        }
+    }
+
+    fn run_queued(&self) {
+        loop {
+            let Some(job) = self.lock().queue.pop_front() else {
+                return;
+            };
+            self.run_one(job);
+        }
+    }
+
+    fn run_one(&self, job: Job) {
+        let uid = job.uid;
+        // A panicking handler (the workspace lints forbid panics, a library
+        // might not) must neither kill the thread nor leak its slot.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.handler)(job.conn)));
+        self.shared.done(uid);
+    }
+
+    fn run(&self) {
+        loop {
+            let job = {
+                let mut st = self.lock();
+                loop {
+                    if let Some(j) = st.queue.pop_front() {
+                        break j;
+                    }
+                    if st.stop {
+                        return;
+                    }
+                    st.idle += 1;
+                    st = self.cv.wait(st).unwrap_or_else(PoisonError::into_inner);
+                    st.idle -= 1;
+                }
+            };
+            self.run_one(job);
+        }
+    }
+}
+
+fn ms_until(t: Instant, now: Instant) -> PollTimeout {
+    let ms = t.saturating_duration_since(now).as_millis();
+    // Round up, so a deadline is never polled for 0 ms in a busy loop.
+    let ms = i32::try_from(ms + 1).unwrap_or(i32::MAX);
+    PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+}
+
+/// Serves until idle. See the module documentation.
+///
+/// `handler` runs on a pool thread with a complete request (or the stream,
+/// with `read_request` false); `refuse` runs on the loop's thread and
+/// returns the bytes to send for a refusal (it must be quick: auditing the
+/// refusal is fine, blocking is not).
+pub fn serve<H, R>(
+    listener: &UnixListener,
+    opts: ServeOptions,
+    handler: H,
+    refuse: R,
+) -> std::io::Result<()>
+where
+    H: Fn(Conn) + Send + Sync + 'static,
+    R: Fn(&Refused<'_>) -> Vec<u8>,
+{
+    listener.set_nonblocking(true)?;
+    let (wake_tx, mut wake_rx) = UnixStream::pair()?;
+    wake_tx.set_nonblocking(true)?;
+    wake_rx.set_nonblocking(true)?;
+    let shared = Arc::new(Shared {
+        counts: Mutex::new(Counts {
+            open: 0,
+            per_uid: HashMap::new(),
+            last_done: Instant::now(),
+            wants_wake: false,
+        }),
+        wake_tx,
+    });
+    let pool = Arc::new(Pool {
+        state: Mutex::new(PoolState {
+            queue: VecDeque::new(),
+            idle: 0,
+            threads: 0,
+            stop: false,
+        }),
+        cv: Condvar::new(),
+        handler,
+        shared: Arc::clone(&shared),
+        max: opts.workers.max(1),
+    });
+    let mut threads = Vec::new();
+    let result = run_loop(
+        listener,
+        &opts,
+        &shared,
+        &pool,
+        &mut threads,
+        &mut wake_rx,
+        &refuse,
+    );
+    pool.lock().stop = true;
+    pool.cv.notify_all();
+    for t in threads {
+        let _ = t.join();
+    }
+    result
+}
+
+fn run_loop<H, R>(
+    listener: &UnixListener,
+    opts: &ServeOptions,
+    shared: &Arc<Shared>,
+    pool: &Arc<Pool<H>>,
+    threads: &mut Vec<std::thread::JoinHandle<()>>,
+    wake_rx: &mut UnixStream,
+    refuse: &R,
+) -> std::io::Result<()>
+where
+    H: Fn(Conn) + Send + Sync + 'static,
+    R: Fn(&Refused<'_>) -> Vec<u8>,
+{
+    let max = opts.max_connections.max(1);
+    let per_uid = opts.max_connections_per_uid.max(1);
+    let first_byte = opts.first_byte_timeout.min(opts.request_timeout);
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut last_accept = Instant::now();
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        let stalled = pool.grow_if_stalled(threads);
+        let now = Instant::now();
+        // Deadlines first: whatever has not arrived in time is refused.
+        let mut i = 0;
+        while i < pending.len() {
+            let p = &pending[i];
+            let limit = if p.decoder.is_empty() {
+                first_byte
+            } else {
+                opts.request_timeout
+            };
+            if now.duration_since(p.accepted) < limit {
+                i += 1;
+                continue;
+            }
+            let p = pending.swap_remove(i);
+            if !p.draining {
+                answer(&p, Refusal::Timeout, refuse, false);
+                shared.done(p.uid);
+            }
+        }
+
+        let (open, last_done) = {
+            let mut c = shared.counts();
+            let at_cap = c.open >= max;
+            c.wants_wake = at_cap;
+            (c.open, c.last_done)
         };
-        // With connections open we only wake up to re-check; with none, we
-        // wait for whatever is left of the idle period.
-        let wait = if count > 0 {
-            Duration::from_millis(500)
-        } else {
-            let left = opts.idle.saturating_sub(last_done.elapsed());
-            if left.is_zero() {
+        let listening = open < max;
+        // How long to sleep: the nearest deadline; with nothing open, what is
+        // left of the idle period; while handlers run, a periodic re-check.
+        let mut timeout = if open == 0 && pending.is_empty() {
+            let since = last_done.max(last_accept);
+            let at = since + opts.idle;
+            if at <= now {
                 return Ok(());
             }
-            left
+            ms_until(at, now)
+        } else {
+            PollTimeout::from(500u16)
         };
-        let ms = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX).max(1);
-        let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
-        match poll(
-            &mut fds,
-            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
-        ) {
-            Ok(0) => continue,
+        for p in &pending {
+            let limit = if p.decoder.is_empty() {
+                first_byte
+            } else {
+                opts.request_timeout
+            };
+            let t = ms_until(p.accepted + limit, now);
+            if t < timeout {
+                timeout = t;
+            }
+        }
+        if let Some(d) = stalled {
+            let t = ms_until(now + d, now);
+            if t < timeout {
+                timeout = t;
+            }
+        }
+
+        let mut fds = Vec::with_capacity(pending.len() + 2);
+        fds.push(PollFd::new(wake_rx.as_fd(), PollFlags::POLLIN));
+        if listening {
+            fds.push(PollFd::new(listener.as_fd(), PollFlags::POLLIN));
+        }
+        for p in &pending {
+            fds.push(PollFd::new(p.stream.as_fd(), PollFlags::POLLIN));
+        }
+        match poll(&mut fds, timeout) {
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(e.into()),
         }
-        let stream = match listener.accept() {
-            Ok((s, _)) => s,
-            // The peer may have gone between poll and accept.
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        {
-            let mut a = state.0.lock().unwrap_or_else(PoisonError::into_inner);
-            a.count += 1;
+        let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+        let wake = ready(&fds[0]);
+        let accept_ready = listening && ready(&fds[1]);
+        let base = if listening { 2 } else { 1 };
+        let readable: Vec<bool> = fds[base..].iter().map(ready).collect();
+        drop(fds);
+        if wake {
+            let mut b = [0u8; 64];
+            while matches!(wake_rx.read(&mut b), Ok(n) if n > 0) {}
         }
-        let h = Arc::clone(&handler);
-        let st = Arc::clone(&state);
-        let spawned = std::thread::Builder::new()
-            .name("conn".into())
-            .spawn(move || {
-                // Decrement even if the handler panics, or the slot leaks.
-                struct Done(Arc<(Mutex<Active>, Condvar)>);
-                impl Drop for Done {
-                    fn drop(&mut self) {
-                        let (lock, cv) = &*self.0;
-                        let mut a = lock.lock().unwrap_or_else(PoisonError::into_inner);
-                        a.count -= 1;
-                        a.last_done = Instant::now();
-                        cv.notify_all();
-                    }
+
+        // Read what arrived, newest index first so swap_remove keeps the
+        // indices of those not yet visited.
+        for i in (0..readable.len()).rev() {
+            if !readable[i] {
+                continue;
+            }
+            if let Some(done) = progress(&mut pending[i], opts, &mut chunk) {
+                let p = pending.swap_remove(i);
+                if p.draining {
+                    continue;
                 }
-                let _done = Done(st);
-                h(stream);
-            });
-        if let Err(e) = spawned {
-            // Could not get a thread: the stream was moved into the failed
-            // closure and is closed; the client sees EOF and can retry.
-            let mut a = state.0.lock().unwrap_or_else(PoisonError::into_inner);
-            a.count -= 1;
-            eprintln!("cannot spawn connection thread: {e}");
+                hand_off(p, done, shared, pool, threads);
+            }
+        }
+
+        if accept_ready {
+            last_accept = Instant::now();
+            accept_all(
+                listener,
+                opts,
+                max,
+                per_uid,
+                shared,
+                pool,
+                threads,
+                &mut pending,
+                &mut chunk,
+                refuse,
+            )?;
         }
     }
+}
+
+/// Accepts while connections wait and there is room.
+#[allow(clippy::too_many_arguments)]
+fn accept_all<H, R>(
+    listener: &UnixListener,
+    opts: &ServeOptions,
+    max: usize,
+    per_uid: usize,
+    shared: &Arc<Shared>,
+    pool: &Arc<Pool<H>>,
+    threads: &mut Vec<std::thread::JoinHandle<()>>,
+    pending: &mut Vec<Pending>,
+    chunk: &mut [u8],
+    refuse: &R,
+) -> std::io::Result<()>
+where
+    H: Fn(Conn) + Send + Sync + 'static,
+    R: Fn(&Refused<'_>) -> Vec<u8>,
+{
+    loop {
+        if shared.counts().open >= max {
+            return Ok(());
+        }
+        let fd = match accept4(
+            listener.as_raw_fd(),
+            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        ) {
+            Ok(fd) => fd,
+            Err(nix::errno::Errno::EAGAIN) => return Ok(()),
+            // The peer may have gone between poll and accept.
+            Err(nix::errno::Errno::ECONNABORTED | nix::errno::Errno::EINTR) => continue,
+            // Out of descriptors or memory: serve what is open, retry later.
+            Err(
+                e @ (nix::errno::Errno::EMFILE
+                | nix::errno::Errno::ENFILE
+                | nix::errno::Errno::ENOBUFS
+                | nix::errno::Errno::ENOMEM),
+            ) => {
+                crate::log_line(&format!("<4>accept: {e}"));
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        // SAFETY: accept4 just returned this descriptor; nothing else owns it,
+        // and the UnixStream closes it exactly once.
+        let stream = unsafe { UnixStream::from_raw_fd(fd) };
+        let accepted = Instant::now();
+        let peer = peer_credentials(&stream).ok();
+        let uid = peer.as_ref().map_or(NO_UID, |p| p.uid);
+        let mut p = Pending {
+            stream,
+            peer,
+            uid,
+            accepted,
+            decoder: Decoder::new(opts.max_request),
+            draining: false,
+        };
+        let refusal = if opts.only_uid.is_some_and(|u| u != uid) {
+            Some(Refusal::NotAllowed)
+        } else {
+            let mut c = shared.counts();
+            let n = c.per_uid.entry(uid).or_insert(0);
+            if *n >= per_uid {
+                Some(Refusal::TooManyFromUid { limit: per_uid })
+            } else {
+                *n += 1;
+                c.open += 1;
+                None
+            }
+        };
+        if let Some(r) = refusal {
+            answer(&p, r, refuse, true);
+            // Bounded: beyond as many as could be open, close at once.
+            if pending.iter().filter(|q| q.draining).count() < max {
+                p.draining = true;
+                pending.push(p);
+            }
+            continue;
+        }
+        // Usually the request is already there: read it now rather than
+        // after one more poll.
+        match progress(&mut p, opts, chunk) {
+            Some(done) => hand_off(p, done, shared, pool, threads),
+            None => pending.push(p),
+        }
+    }
+}
+
+/// Writes a refusal. `drain`: shut down our write side and keep reading
+/// (see [`Pending::draining`]); otherwise the connection closes when dropped.
+fn answer<R>(p: &Pending, reason: Refusal, refuse: &R, drain: bool)
+where
+    R: Fn(&Refused<'_>) -> Vec<u8>,
+{
+    let bytes = refuse(&Refused {
+        peer: p.peer.as_ref(),
+        reason,
+        accepted: p.accepted,
+    });
+    // Small, and the socket buffer is empty: one non-blocking write.
+    let _ = (&p.stream).write(&bytes);
+    if drain {
+        let _ = p.stream.shutdown(Shutdown::Write);
+    }
+}
+
+enum Done {
+    /// Hand over the unread stream (`read_request` false).
+    Unread,
+    Read(Result<Value, ReadError>),
+}
+
+/// Reads what is available; `Some` when the connection is ready for its
+/// handler (or, draining, may be closed).
+fn progress(p: &mut Pending, opts: &ServeOptions, chunk: &mut [u8]) -> Option<Done> {
+    if !opts.read_request && !p.draining {
+        // Readable means the first bytes (or EOF) are there.
+        let mut b = [0u8; 1];
+        // MSG_PEEK leaves the byte for the handler's own read.
+        return match nix::sys::socket::recv(
+            p.stream.as_raw_fd(),
+            &mut b,
+            nix::sys::socket::MsgFlags::MSG_PEEK | nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+        ) {
+            Err(nix::errno::Errno::EAGAIN) => None,
+            _ => Some(Done::Unread),
+        };
+    }
+    loop {
+        let room = p.decoder.room().clamp(1, chunk.len());
+        match (&p.stream).read(&mut chunk[..room]) {
+            Ok(0) => return Some(Done::Read(p.decoder.eof())),
+            Ok(n) => match p.decoder.push(&chunk[..n]) {
+                Progress::NeedMore => {}
+                Progress::Complete(v) => return Some(Done::Read(Ok(v))),
+                Progress::Failed(e) => return Some(Done::Read(Err(e))),
+            },
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return None,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Some(Done::Read(Err(ReadError::Io(e.to_string())))),
+        }
+    }
+}
+
+fn hand_off<H>(
+    p: Pending,
+    done: Done,
+    shared: &Arc<Shared>,
+    pool: &Arc<Pool<H>>,
+    threads: &mut Vec<std::thread::JoinHandle<()>>,
+) where
+    H: Fn(Conn) + Send + Sync + 'static,
+{
+    // The handler does blocking I/O with timeouts.
+    if p.stream.set_nonblocking(false).is_err() {
+        shared.done(p.uid);
+        return;
+    }
+    let conn = Conn {
+        stream: p.stream,
+        peer: p.peer,
+        request: match done {
+            Done::Unread => None,
+            Done::Read(r) => Some(r),
+        },
+        accepted: p.accepted,
+    };
+    pool.submit(
+        Job {
+            conn,
+            uid: p.uid,
+            queued: Instant::now(),
+        },
+        threads,
+    );
 }
 
 #[cfg(test)]
@@ -113,46 +684,186 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
 
-    #[test]
-    fn silent_client_does_not_block_another_and_idle_returns() {
-        let dir = std::env::temp_dir().join(format!("lh-act-{}", std::process::id()));
+    fn opts() -> ServeOptions {
+        ServeOptions {
+            idle: Duration::from_millis(300),
+            max_connections: 8,
+            max_connections_per_uid: 3,
+            first_byte_timeout: Duration::from_millis(400),
+            request_timeout: Duration::from_millis(1000),
+            max_request: 1024,
+            workers: 2,
+            read_request: true,
+            only_uid: None,
+        }
+    }
+
+    fn socket(name: &str) -> (std::path::PathBuf, UnixListener) {
+        let dir = std::env::temp_dir().join(format!("lh-act-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("s.sock");
         let _ = std::fs::remove_file(&path);
         let l = UnixListener::bind(&path).unwrap();
+        (path, l)
+    }
+
+    fn echo_value(c: Conn) {
+        let mut s = c.stream;
+        let reply = match c.request {
+            Some(Ok(v)) => format!("ok {v}"),
+            Some(Err(e)) => format!("err {e}"),
+            None => {
+                // Read it, or closing with bytes unread resets the client.
+                let mut b = [0u8; 2];
+                s.read_exact(&mut b).unwrap();
+                "unread".into()
+            }
+        };
+        let _ = s.write_all(reply.as_bytes());
+    }
+
+    fn refusal_bytes(r: &Refused<'_>) -> Vec<u8> {
+        format!("refused {:?}", r.reason).into_bytes()
+    }
+
+    fn ask(path: &std::path::Path, req: &[u8]) -> String {
+        let mut c = UnixStream::connect(path).unwrap();
+        c.write_all(req).unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn silent_clients_are_cut_at_the_first_byte_deadline_and_idle_returns() {
+        let (path, l) = socket("silent");
         let p2 = path.clone();
         let t = std::thread::spawn(move || {
-            let silent = UnixStream::connect(&p2).unwrap(); // never writes
-            let mut c = UnixStream::connect(&p2).unwrap();
-            c.write_all(b"x").unwrap();
-            let mut b = [0u8; 1];
-            c.read_exact(&mut b).unwrap();
-            (b[0], silent)
+            let mut silent = UnixStream::connect(&p2).unwrap(); // never writes
+            let t0 = Instant::now();
+            let good = ask(&p2, br#"{"a": 1}"#);
+            let fast = t0.elapsed();
+            let mut s = String::new();
+            silent.read_to_string(&mut s).unwrap();
+            (good, fast, s)
         });
         let start = Instant::now();
-        serve(
-            &l,
-            ServeOptions {
-                idle: Duration::from_millis(300),
-                max_connections: 4,
-            },
-            |mut s: UnixStream| {
-                s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
-                let mut b = [0u8; 1];
-                if s.read_exact(&mut b).is_ok() {
-                    s.write_all(b"y").unwrap();
-                }
-            },
-        )
-        .unwrap();
-        let (reply, _silent) = t.join().unwrap();
-        assert_eq!(reply, b'y');
-        // returned only after the silent client's 1 s read timeout plus idle
+        serve(&l, opts(), echo_value, refusal_bytes).unwrap();
+        let (good, fast, silent) = t.join().unwrap();
+        assert_eq!(good, r#"ok {"a":1}"#);
+        assert!(fast < Duration::from_millis(200), "{fast:?}");
+        assert_eq!(silent, "refused Timeout");
+        // returned only after the silent client's 0.4 s plus the idle 0.3 s
         assert!(
-            start.elapsed() >= Duration::from_millis(1300),
+            start.elapsed() >= Duration::from_millis(700),
             "{:?}",
             start.elapsed()
         );
-        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn one_uid_over_its_cap_is_refused_at_once_and_errors_reach_the_handler() {
+        let (path, l) = socket("cap");
+        let p2 = path.clone();
+        let t = std::thread::spawn(move || {
+            // three silent ones fill this uid's cap of 3
+            let held: Vec<_> = (0..3).map(|_| UnixStream::connect(&p2).unwrap()).collect();
+            std::thread::sleep(Duration::from_millis(50));
+            let t0 = Instant::now();
+            let over = ask(&p2, br#"{"a": 2}"#);
+            let fast = t0.elapsed();
+            drop(held);
+            std::thread::sleep(Duration::from_millis(50));
+            let bad = ask(&p2, b"{\"a\": nope}");
+            let mut big = b"{\"k\":\"".to_vec();
+            big.resize(1025, b'a');
+            let big = ask(&p2, &big);
+            let trickled = {
+                let mut c = UnixStream::connect(&p2).unwrap();
+                for b in br#"{"t": [1, 2]}"# {
+                    c.write_all(&[*b]).unwrap();
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                let mut out = String::new();
+                c.read_to_string(&mut out).unwrap();
+                out
+            };
+            (over, fast, bad, big, trickled)
+        });
+        serve(&l, opts(), echo_value, refusal_bytes).unwrap();
+        let (over, fast, bad, big, trickled) = t.join().unwrap();
+        assert_eq!(over, "refused TooManyFromUid { limit: 3 }");
+        assert!(fast < Duration::from_millis(200), "{fast:?}");
+        assert!(bad.starts_with("err malformed JSON"), "{bad}");
+        assert_eq!(big, "err request larger than 65536 bytes");
+        assert_eq!(trickled, r#"ok {"t":[1,2]}"#);
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn unread_mode_and_other_uids() {
+        let (path, l) = socket("unread");
+        let p2 = path.clone();
+        let t = std::thread::spawn(move || ask(&p2, b"{}"));
+        let o = ServeOptions {
+            read_request: false,
+            ..opts()
+        };
+        serve(&l, o, echo_value, refusal_bytes).unwrap();
+        assert_eq!(t.join().unwrap(), "unread");
+
+        let p2 = path.clone();
+        let t = std::thread::spawn(move || ask(&p2, b"{}"));
+        let o = ServeOptions {
+            only_uid: Some(12345),
+            ..opts()
+        };
+        serve(&l, o, echo_value, refusal_bytes).unwrap();
+        assert_eq!(t.join().unwrap(), "refused NotAllowed");
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_request_stuck_behind_slow_handlers_gets_a_thread_soon() {
+        let (path, l) = socket("grow");
+        let p2 = path.clone();
+        let t = std::thread::spawn(move || {
+            let slow: Vec<_> = (0..3)
+                .map(|_| {
+                    let p = p2.clone();
+                    std::thread::spawn(move || ask(&p, br#"{"slow": 1}"#))
+                })
+                .collect();
+            std::thread::sleep(Duration::from_millis(50));
+            let t0 = Instant::now();
+            let fast = ask(&p2, br#"{"fast": 1}"#);
+            let took = t0.elapsed();
+            for s in slow {
+                assert_eq!(s.join().unwrap(), r#"ok {"slow":1}"#);
+            }
+            (fast, took)
+        });
+        let o = ServeOptions {
+            workers: 8,
+            max_connections_per_uid: 8,
+            ..opts()
+        };
+        serve(
+            &l,
+            o,
+            |c: Conn| {
+                if matches!(&c.request, Some(Ok(v)) if v.get("slow").is_some()) {
+                    std::thread::sleep(Duration::from_millis(600));
+                }
+                echo_value(c)
+            },
+            refusal_bytes,
+        )
+        .unwrap();
+        let (fast, took) = t.join().unwrap();
+        assert_eq!(fast, r#"ok {"fast":1}"#);
+        assert!(took < Duration::from_millis(300), "{took:?}");
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 }

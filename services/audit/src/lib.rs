@@ -12,6 +12,8 @@
 //! The ids are documented in units/catalog/luminous-healing.catalog.
 
 use libsystemd::logging::{journal_send, Priority};
+use std::os::unix::net::UnixDatagram;
+use std::sync::{Mutex, PoisonError};
 
 pub const IDENTIFIER: &str = "luminous-healing";
 /// A request was authenticated and admitted, and its action is about to run.
@@ -195,6 +197,89 @@ fn fmt_uid(c: &CallerIds) -> String {
     c.uid.map_or_else(|| "?".into(), |u| u.to_string())
 }
 
+/// journald's native socket.
+const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
+
+/// One datagram socket for the process, connected once: a record is then a
+/// single send(2), with no path look-up per record (sendto(2) with an
+/// address resolves the socket path every time).
+static JOURNAL: Mutex<Option<UnixDatagram>> = Mutex::new(None);
+
+/// One field in the native protocol: `KEY=value\n`, or, when the value has
+/// a newline, `KEY\n` + its length as little-endian u64 + value + `\n`.
+fn put_field(buf: &mut Vec<u8>, key: &str, value: &str) {
+    buf.extend_from_slice(key.as_bytes());
+    if value.contains('\n') {
+        buf.push(b'\n');
+        buf.extend_from_slice(&(value.len() as u64).to_le_bytes());
+    } else {
+        buf.push(b'=');
+    }
+    buf.extend_from_slice(value.as_bytes());
+    buf.push(b'\n');
+}
+
+fn priority_number(p: Priority) -> &'static str {
+    match u8::from(p) {
+        0 => "0",
+        1 => "1",
+        2 => "2",
+        3 => "3",
+        4 => "4",
+        5 => "5",
+        6 => "6",
+        _ => "7",
+    }
+}
+
+fn encode(prio: Priority, message: &str, fields: &[(&'static str, String)]) -> Vec<u8> {
+    let len = fields
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 10)
+        .sum::<usize>();
+    let mut buf = Vec::with_capacity(len + message.len() + 32);
+    put_field(&mut buf, "PRIORITY", priority_number(prio));
+    put_field(&mut buf, "MESSAGE", message);
+    for (k, v) in fields {
+        put_field(&mut buf, k, v);
+    }
+    buf
+}
+
+/// Sends one datagram; (re)connects when there is no socket yet or journald
+/// was restarted (the old socket's peer is gone).
+fn send_native(buf: &[u8]) -> std::io::Result<()> {
+    let mut sock = JOURNAL.lock().unwrap_or_else(PoisonError::into_inner);
+    for attempt in 0..2 {
+        if sock.is_none() {
+            let s = UnixDatagram::unbound()?;
+            s.connect(JOURNAL_SOCKET)?;
+            *sock = Some(s);
+        }
+        let Some(s) = sock.as_ref() else { continue };
+        match s.send(buf) {
+            Ok(_) => return Ok(()),
+            Err(e)
+                if attempt == 0
+                    && matches!(
+                        e.raw_os_error(),
+                        Some(libc_errno::ECONNREFUSED | libc_errno::ENOTCONN)
+                    ) =>
+            {
+                *sock = None;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other("journal socket unavailable"))
+}
+
+/// The two errnos that mean "journald went away", without a libc dependency.
+mod libc_errno {
+    pub const ECONNREFUSED: i32 = 111;
+    pub const ENOTCONN: i32 = 107;
+}
+
 /// `required`: the journal must take the record; no stderr fallback.
 fn send(
     prio: Priority,
@@ -202,7 +287,16 @@ fn send(
     fields: &[(&'static str, String)],
     required: bool,
 ) -> Result<(), String> {
-    let sent = journal_send(prio, message, fields.iter().map(|(k, v)| (*k, v.as_str())));
+    let buf = encode(prio, message, fields);
+    let sent = match send_native(&buf) {
+        Ok(()) => Ok(()),
+        // Too large for one datagram: libsystemd passes it in a memfd.
+        Err(e) if e.raw_os_error() == Some(90 /* EMSGSIZE */) => {
+            journal_send(prio, message, fields.iter().map(|(k, v)| (*k, v.as_str())))
+                .map_err(|e| e.to_string())
+        }
+        Err(e) => Err(e.to_string()),
+    };
     if let Err(e) = sent {
         if required {
             return Err(format!("the journal did not take the record: {e}"));
@@ -217,7 +311,9 @@ fn send(
                 serde_json::Value::String(message.into()),
             )])
             .collect();
-        eprintln!("{}", serde_json::Value::Object(obj));
+        let mut line = serde_json::Value::Object(obj).to_string();
+        line.push('\n');
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
     }
     Ok(())
 }
@@ -242,5 +338,18 @@ mod tests {
     fn clip_respects_char_boundaries() {
         assert_eq!(clip("ééé", 3), "é…");
         assert_eq!(clip("abc", 3), "abc");
+    }
+
+    #[test]
+    fn native_encoding_is_one_buffer_with_binary_safe_values() {
+        let b = encode(
+            Priority::Warning,
+            "two\nlines",
+            &[("HEALING_ACTION", "status".into())],
+        );
+        let mut want = b"PRIORITY=4\nMESSAGE\n".to_vec();
+        want.extend_from_slice(&9u64.to_le_bytes());
+        want.extend_from_slice(b"two\nlines\nHEALING_ACTION=status\n");
+        assert_eq!(b, want);
     }
 }

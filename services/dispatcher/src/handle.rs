@@ -12,18 +12,15 @@ use crate::identity::Allowed;
 use crate::pipeline::{decide, Verdict};
 use crate::state::Store;
 use healing_audit::{CallerIds, Decision, Outcome};
-use healing_auth::{peer_credentials, Peer, Secret};
+use healing_auth::{Peer, Secret};
 use healing_policy::{Config, Policy, Protocol};
-use healing_protocol::{
-    encode_response, errors, parse_request, read_one_object, ReadError, Refusal, Response,
-    MAX_MESSAGE,
-};
+use healing_protocol::{encode_response, errors, parse_request, ReadError, Refusal, Response};
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 pub struct Ctx {
     pub config: Config,
@@ -111,11 +108,21 @@ pub fn decide_bytes(
     }
 }
 
-pub fn handle(ctx: &Ctx, mut stream: UnixStream) {
-    let t0 = Instant::now();
-    let peer = peer_credentials(&stream).ok();
-    let timeout = Duration::from_millis(ctx.config.request_timeout_ms);
-    let value = read_one_object(&mut stream, MAX_MESSAGE, timeout);
+/// A connection whose request the accept loop has read already.
+pub fn handle_conn(ctx: &Ctx, c: healing_activation::Conn) {
+    let value = c
+        .request
+        .unwrap_or_else(|| Err(ReadError::Io("the request was not read".into())));
+    respond(ctx, c.stream, c.accepted, c.peer, value);
+}
+
+fn respond(
+    ctx: &Ctx,
+    mut stream: UnixStream,
+    t0: Instant,
+    peer: Option<Peer>,
+    value: Result<serde_json::Value, ReadError>,
+) {
     let h = decide_bytes(ctx, value, peer.as_ref());
     let duration_ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
     let response = Response {

@@ -1,6 +1,7 @@
 //! luminous-healing: the dispatcher behind `luminous-healing.socket`.
 //! See luminous-healing(8) in docs/man/luminous-healing.8.md.
 
+mod conn;
 mod fold;
 mod forward;
 #[cfg(test)]
@@ -12,15 +13,14 @@ mod state;
 
 use handle::Ctx;
 use healing_activation::{
-    notify_ready, notify_status_throttled, notify_stopping, serve, start_watchdog, take_listener,
-    ListenerSource, ServeOptions,
+    notify_ready, notify_stopping, serve, start_watchdog, take_listener, ListenerSource,
 };
 use healing_audit::Level;
 use healing_auth::{Secret, SecretSource};
 use healing_policy::{Config, DEFAULT_CONFIG_PATH};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -194,19 +194,13 @@ fn main() -> ExitCode {
         }
     });
     notify_ready("waiting for requests");
-    let c = Arc::clone(&ctx);
-    let opts = ServeOptions {
-        idle,
-        max_connections: ctx.config.max_connections,
-    };
-    let served = serve(&listener, opts, move |stream| {
-        handle::handle(&c, stream);
-        notify_status_throttled(&format!(
-            "{} requests handled, {} denied",
-            c.handled.load(Ordering::Relaxed),
-            c.denied.load(Ordering::Relaxed)
-        ));
-    });
+    let r = Arc::clone(&ctx);
+    let served = serve(
+        &listener,
+        conn::options(&ctx, idle),
+        conn::handler(Arc::clone(&ctx)),
+        move |refused| conn::refusal(&r, refused),
+    );
     notify_stopping("idle, exiting; the socket stays open");
     ctx.fold.flush_all();
     match served {

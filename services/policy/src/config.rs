@@ -99,6 +99,10 @@ pub struct Config {
     pub max_clock_skew_secs: u64,
     pub idle_timeout_secs: u64,
     pub max_connections: usize,
+    /// Open connections one uid may hold at once; more are refused at once.
+    pub max_connections_per_uid: usize,
+    /// A connection that sends nothing for this long is cut off.
+    pub first_byte_timeout_ms: u64,
     pub request_timeout_ms: u64,
     pub caller_rate_limit: RateLimit,
     /// `status` counts against no action's budget: its own per-caller limit.
@@ -124,6 +128,8 @@ impl Default for Config {
             max_clock_skew_secs: 300,
             idle_timeout_secs: 60,
             max_connections: 64,
+            max_connections_per_uid: 16,
+            first_byte_timeout_ms: 1000,
             request_timeout_ms: 5000,
             caller_rate_limit: RateLimit {
                 max: 30,
@@ -200,6 +206,12 @@ impl Config {
         }
         if self.max_connections == 0 || self.max_connections > 4096 {
             return bad("max_connections: must be 1-4096".into());
+        }
+        if self.max_connections_per_uid == 0 || self.max_connections_per_uid > 4096 {
+            return bad("max_connections_per_uid: must be 1-4096".into());
+        }
+        if !(100..=60_000).contains(&self.first_byte_timeout_ms) {
+            return bad("first_byte_timeout_ms: must be 100-60000".into());
         }
         if !(100..=60_000).contains(&self.request_timeout_ms) {
             return bad("request_timeout_ms: must be 100-60000".into());
@@ -412,6 +424,13 @@ mod tests {
         assert_eq!(c.breaker().max, 3);
         assert_eq!(c.nix_profiles_dir(), Path::new("/nix/var/nix/profiles"));
         assert_eq!(c.current_system(), Path::new("/run/current-system"));
+        assert_eq!(c.max_connections_per_uid, 16);
+        assert_eq!(c.first_byte_timeout_ms, 1000);
+        let c = Config::parse("max_connections_per_uid = 4\nfirst_byte_timeout_ms = 250").unwrap();
+        assert_eq!(
+            (c.max_connections_per_uid, c.first_byte_timeout_ms),
+            (4, 250)
+        );
     }
 
     #[test]
@@ -495,6 +514,9 @@ mod tests {
             ),
             ("[actions.kill_process]\ncolour = 1", "colour"),
             ("max_connections = 0", "max_connections"),
+            ("max_connections_per_uid = 0", "max_connections_per_uid"),
+            ("max_connections_per_uid = 5000", "max_connections_per_uid"),
+            ("first_byte_timeout_ms = 10", "first_byte_timeout_ms"),
             (
                 "[actions.rollback_generation]\nnixos_rebuild = \"rel\"",
                 "absolute",

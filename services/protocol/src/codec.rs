@@ -52,6 +52,113 @@ fn attempt(buf: &[u8]) -> Attempt {
     }
 }
 
+/// Below this size every read is followed by a parse attempt, so malformed
+/// input is refused at once; above it, only when the scanner sees the top
+/// level value close, so a client trickling one byte per read cannot make
+/// the reader parse 64 KiB tens of thousands of times.
+const EAGER_PARSE: usize = 4096;
+
+/// What [`Decoder::push`] made of the bytes so far.
+#[derive(Debug, PartialEq)]
+pub enum Progress {
+    Complete(Value),
+    NeedMore,
+    Failed(ReadError),
+}
+
+/// The incremental half of [`read_one_object`], for a caller that does its
+/// own (non-blocking) reads: feed it what arrives, ask it at EOF.
+#[derive(Debug)]
+pub struct Decoder {
+    buf: Vec<u8>,
+    cap: usize,
+    depth: usize,
+    in_string: bool,
+    escaped: bool,
+}
+
+impl Decoder {
+    pub fn new(cap: usize) -> Decoder {
+        Decoder {
+            buf: Vec::new(),
+            cap,
+            depth: 0,
+            in_string: false,
+            escaped: false,
+        }
+    }
+
+    /// How many more bytes may be read: one past the cap proves "too large".
+    pub fn room(&self) -> usize {
+        self.cap.saturating_add(1).saturating_sub(self.buf.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Scans `bytes` for the end of a top-level string, object or array;
+    /// true when one may have closed in them.
+    fn scan(&mut self, bytes: &[u8]) -> bool {
+        let mut closed = false;
+        for &b in bytes {
+            if self.in_string {
+                match (self.escaped, b) {
+                    (true, _) => self.escaped = false,
+                    (false, b'\\') => self.escaped = true,
+                    (false, b'"') => {
+                        self.in_string = false;
+                        closed |= self.depth == 0;
+                    }
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => self.depth = self.depth.saturating_add(1),
+                b'}' | b']' => {
+                    // An unbalanced close is malformed: let the parser say so.
+                    closed |= self.depth <= 1;
+                    self.depth = self.depth.saturating_sub(1);
+                }
+                _ => {}
+            }
+        }
+        closed
+    }
+
+    pub fn push(&mut self, bytes: &[u8]) -> Progress {
+        let closed = self.scan(bytes);
+        self.buf.extend_from_slice(bytes);
+        if !closed && self.buf.len() > EAGER_PARSE {
+            return if self.buf.len() > self.cap {
+                Progress::Failed(ReadError::TooLarge)
+            } else {
+                Progress::NeedMore
+            };
+        }
+        match attempt(&self.buf) {
+            Attempt::Complete(v) => Progress::Complete(v),
+            Attempt::Bad(e) => Progress::Failed(ReadError::Malformed(e)),
+            Attempt::NeedMore if self.buf.len() > self.cap => Progress::Failed(ReadError::TooLarge),
+            Attempt::NeedMore => Progress::NeedMore,
+        }
+    }
+
+    /// The peer closed its write side.
+    pub fn eof(&self) -> Result<Value, ReadError> {
+        match attempt(&self.buf) {
+            Attempt::Complete(v) => Ok(v),
+            Attempt::Bad(e) => Err(ReadError::Malformed(e)),
+            Attempt::NeedMore if self.buf.iter().all(u8::is_ascii_whitespace) => {
+                Err(ReadError::Incomplete)
+            }
+            Attempt::NeedMore => Err(ReadError::Malformed("truncated JSON".into())),
+        }
+    }
+}
+
 /// Reads until one complete JSON value has arrived, at most `cap` bytes, and
 /// no later than `timeout` from now (a slow client cannot trickle forever:
 /// the deadline is for the whole request, not per read).
@@ -66,7 +173,7 @@ pub fn read_one_object(
         .checked_add(timeout)
         .or_else(|| start.checked_add(Duration::from_secs(86_400)))
         .unwrap_or(start);
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut dec = Decoder::new(cap);
     let mut chunk = [0u8; 8192];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -76,11 +183,7 @@ pub fn read_one_object(
         stream
             .set_read_timeout(Some(left))
             .map_err(|e| ReadError::Io(e.to_string()))?;
-        // Never read past the cap: one byte more than allowed proves "too large".
-        let room = cap
-            .saturating_add(1)
-            .saturating_sub(buf.len())
-            .min(chunk.len());
+        let room = dec.room().min(chunk.len());
         let Some(window) = chunk.get_mut(..room) else {
             return Err(ReadError::TooLarge);
         };
@@ -93,21 +196,12 @@ pub fn read_one_object(
             Err(e) => return Err(ReadError::Io(e.to_string())),
         };
         if n == 0 {
-            return match attempt(&buf) {
-                Attempt::Complete(v) => Ok(v),
-                Attempt::Bad(e) => Err(ReadError::Malformed(e)),
-                Attempt::NeedMore if buf.iter().all(u8::is_ascii_whitespace) => {
-                    Err(ReadError::Incomplete)
-                }
-                Attempt::NeedMore => Err(ReadError::Malformed("truncated JSON".into())),
-            };
+            return dec.eof();
         }
-        buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
-        match attempt(&buf) {
-            Attempt::Complete(v) => return Ok(v),
-            Attempt::Bad(e) => return Err(ReadError::Malformed(e)),
-            Attempt::NeedMore if buf.len() > cap => return Err(ReadError::TooLarge),
-            Attempt::NeedMore => {}
+        match dec.push(chunk.get(..n).unwrap_or_default()) {
+            Progress::Complete(v) => return Ok(v),
+            Progress::Failed(e) => return Err(e),
+            Progress::NeedMore => {}
         }
     }
 }
@@ -194,5 +288,34 @@ mod tests {
             read_one_object(&mut b, 65536, Duration::from_secs(2)),
             Err(ReadError::Incomplete)
         );
+    }
+
+    #[test]
+    fn decoder_finds_the_end_of_a_large_object_trickled_in() {
+        let mut body = b"{\"k\":\"".to_vec();
+        body.extend(std::iter::repeat_n(b'a', 10_000));
+        body.extend_from_slice(b"\\\"}\" ,\"n\":[1,{\"x\":\"}\"}]}");
+        let mut d = Decoder::new(65536);
+        let (last, head) = body.split_last().unwrap();
+        for b in head {
+            assert_eq!(d.push(std::slice::from_ref(b)), Progress::NeedMore);
+        }
+        match d.push(std::slice::from_ref(last)) {
+            Progress::Complete(v) => assert_eq!(v["n"][1]["x"], "}"),
+            other => panic!("{other:?}"),
+        }
+        let mut d = Decoder::new(16);
+        assert_eq!(
+            d.push(b"{\"a\": nope"),
+            Progress::Failed(ReadError::Malformed(
+                "expected ident at line 1 column 8".into()
+            ))
+        );
+        let mut d = Decoder::new(8);
+        assert_eq!(
+            d.push(b"{\"a\":\"123456789"),
+            Progress::Failed(ReadError::TooLarge)
+        );
+        assert_eq!(Decoder::new(8).eof(), Err(ReadError::Incomplete));
     }
 }

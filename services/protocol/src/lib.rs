@@ -19,7 +19,7 @@ mod refusal;
 mod request;
 mod response;
 
-pub use codec::{read_one_object, ReadError};
+pub use codec::{read_one_object, Decoder, Progress, ReadError};
 pub use internal::{ActionReply, ActionRequest, Caller};
 pub use refusal::{ErrorKind, Refusal};
 pub use request::{canonical_parameters, parse_request, signing_message, Request, Version};

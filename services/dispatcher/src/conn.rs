@@ -1,0 +1,81 @@
+//! The dispatcher's half of `healing_activation::serve`: what it runs for a
+//! connection, and how it answers the refusals the accept loop decides
+//! (too many connections from one uid, no request in time).
+//!
+//! The loop reads the whole request (incrementally, with the first-byte and
+//! request deadlines) and hands only complete requests to a handler thread,
+//! which decides, replies and audits ([`handle::handle_conn`]).
+
+use crate::handle::{self, Ctx};
+use healing_activation::{notify_status_throttled, Conn, Refusal, Refused, ServeOptions};
+use healing_audit::CallerIds;
+use healing_protocol::{encode_response, errors, ReadError, Response};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Handler threads at most (two at once, more only for a request queued
+/// 50 ms): a forwarded request may wait seconds for its action,
+/// status and refusals take microseconds; requests beyond this many queue.
+const WORKERS: usize = 8;
+
+pub fn options(ctx: &Ctx, idle: Duration) -> ServeOptions {
+    ServeOptions {
+        idle,
+        workers: WORKERS,
+        read_request: true,
+        ..ServeOptions::from_config(&ctx.config)
+    }
+}
+
+pub fn handler(ctx: Arc<Ctx>) -> impl Fn(Conn) + Send + Sync + 'static {
+    move |conn: Conn| {
+        handle::handle_conn(&ctx, conn);
+        status(&ctx);
+    }
+}
+
+fn status(ctx: &Ctx) {
+    notify_status_throttled(&format!(
+        "{} requests handled, {} denied",
+        ctx.handled.load(Ordering::Relaxed),
+        ctx.denied.load(Ordering::Relaxed)
+    ));
+}
+
+/// A refusal from the accept loop: a v1 reply, and one audit decision as
+/// for any other refused request.
+pub fn refusal(ctx: &Ctx, r: &Refused<'_>) -> Vec<u8> {
+    let caller = CallerIds {
+        uid: r.peer.map(|p| p.uid),
+        gid: r.peer.map(|p| p.gid),
+        pid: r.peer.map(|p| p.pid),
+    };
+    let uid = caller.uid.map_or_else(|| "?".into(), |u| u.to_string());
+    let (error, reason) = match r.reason {
+        // What handle::handle says when its own read times out.
+        Refusal::Timeout => (
+            errors::INVALID_FORMAT.to_string(),
+            ReadError::Timeout.to_string(),
+        ),
+        Refusal::TooManyFromUid { limit } => (
+            "Too many connections".to_string(),
+            format!("uid {uid} already holds {limit} open connections (max_connections_per_uid)"),
+        ),
+        Refusal::NotAllowed => (
+            "Caller not allowed".to_string(),
+            format!("uid {uid} may not connect"),
+        ),
+    };
+    let duration_ms = u64::try_from(r.accepted.elapsed().as_millis()).unwrap_or(u64::MAX);
+    ctx.denied.fetch_add(1, Ordering::Relaxed);
+    // Refused before authentication: folded per uid like the others.
+    ctx.fold.add(&caller, errors::UNKNOWN_ID, "", &reason, "");
+    encode_response(&Response {
+        request_id: errors::UNKNOWN_ID.to_string(),
+        success: false,
+        output: None,
+        error: Some(error),
+        duration_ms,
+    })
+}
