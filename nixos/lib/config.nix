@@ -80,9 +80,10 @@ compact {
 // {
   allowed_groups = [ group ];
   # allowedUsers are also put in the group (the socket is 0660 to it), but
-  # the dispatcher re-checks every caller, and SO_PEERCRED carries only the
-  # primary gid: naming them here keeps that re-check independent of how
-  # the caller's supplementary groups are resolved.
+  # the dispatcher re-checks every caller (SO_PEERCRED, SO_PEERGROUPS), and
+  # group membership takes effect only in sessions started after it was
+  # granted: naming them here admits them by uid, whatever their session's
+  # groups.
   allowed_users = allowedUsers;
   inherit protocols;
   idle_timeout_secs = idleTimeout;
