@@ -39,7 +39,43 @@ let
 
   # The dispatcher's grammar, checked at evaluation time so that a typo
   # fails `nixos-rebuild` rather than the dispatcher's start.
-  unitNameRegex = import ./lib/unit-name.nix;
+  # allowedUnits and callers.<name>.units are globs over unit names
+  # (`app-*`, `worker@?`), the exact names being the special case.
+  unitGlobRegex = import ./lib/unit-glob.nix;
+  unitGlob = types.strMatching unitGlobRegex;
+
+  # { max, windowSecs }, rendered as { max, window_secs }.
+  limitType = types.submodule {
+    options = {
+      max = mkOption {
+        type = types.ints.positive;
+        description = "Requests allowed per window.";
+      };
+      windowSecs = mkOption {
+        type = types.ints.between 1 86400;
+        description = "Length of the sliding window, in seconds (at most a day).";
+      };
+    };
+  };
+
+  # An optional { max, windowSecs }; null keeps the executor's default.
+  limitOption =
+    example: description:
+    mkOption {
+      type = types.nullOr limitType;
+      default = null;
+      inherit example description;
+    };
+
+  # The names `[callers.*] actions` may list: every configurable action,
+  # status included (status is always allowed; listing it changes nothing).
+  # pause and resume are root's alone and cannot be granted.
+  callerActionNames = actionNames ++ [ "status" ];
+
+  # What the dispatcher accepts as a `[callers]` key (config.rs:
+  # valid_account_name), with the `@` of a group.
+  callerKeyRegex = "@?[A-Za-z0-9._$][-A-Za-z0-9._$]{0,31}";
+  badCallerKeys = builtins.filter (k: builtins.match callerKeyRegex k == null) (builtins.attrNames cfg.callers);
 
   actionModule =
     name:
@@ -49,39 +85,42 @@ let
         {
           enable = mkOption {
             type = types.bool;
-            default = true;
-            description = ''
-              Whether callers may request `${name}`. A disabled action is
-              refused by the dispatcher with "Action ${name} not allowed",
-              and its socket is not started at all.
-            '';
+            # Off unless asked for: a rollback changes what the whole host
+            # runs, and every step back makes the next one worse (the
+            # generation it leaves is the one with the fixes newer than the
+            # fault). The policy (services/policy/src/authorize.rs,
+            # rule one-step-back) goes one step back only, never further.
+            default = name != "rollback_generation";
+            description =
+              ''
+                Whether callers may request `${name}`. A disabled action is
+                refused by the dispatcher with "Action ${name} not allowed"
+                (rule `actions.enabled`), and its socket is not started at all.
+              ''
+              + lib.optionalString (name == "rollback_generation") ''
+
+                Off by default, unlike every other action: a rollback
+                changes what the whole host runs, and every step back makes
+                the next one worse, since the generation it leaves is the
+                newest, the one that carries whatever was fixed last. When
+                enabled, the executor still goes one step back only: it
+                refuses while the running system is already older than the
+                newest generation (rule `one-step-back`), so repeated
+                requests cannot walk the host back through its history.
+                See docs/policy.md.
+              '';
           };
-          rateLimit = mkOption {
-            type = types.nullOr (
-              types.submodule {
-                options = {
-                  max = mkOption {
-                    type = types.ints.positive;
-                    description = "Requests allowed per window.";
-                  };
-                  windowSecs = mkOption {
-                    type = types.ints.positive;
-                    description = "Length of the sliding window, in seconds.";
-                  };
-                };
+          rateLimit =
+            limitOption
+              {
+                max = 3;
+                windowSecs = 3600;
               }
-            );
-            default = null;
-            example = {
-              max = 3;
-              windowSecs = 3600;
-            };
-            description = ''
-              Per-action rate limit, counted before the action runs. `null`
-              keeps the executor's default (10 per 300 s, as the earlier
-              service did).
-            '';
-          };
+              ''
+                Per-action rate limit, counted before the action runs. `null`
+                keeps the executor's default (10 per 300 s, as the earlier
+                service did).
+              '';
           timeoutSecs = mkOption {
             type = types.nullOr types.ints.positive;
             default = null;
@@ -90,17 +129,52 @@ let
         }
         // lib.optionalAttrs (name == "restart_service") {
           allowedUnits = mkOption {
-            type = types.nullOr (types.listOf (types.strMatching unitNameRegex));
+            type = types.nullOr (types.listOf unitGlob);
             default = null;
             example = [
               "nginx.service"
               "ollama.service"
+              "app-*"
             ];
             description = ''
-              Units `restart_service` may restart (a bare name means
-              `name.service`). `null` allows any syntactically valid unit name; an allow-list is strongly
-              recommended, since restarting e.g. `sshd.service` or
-              `systemd-journald.service` is itself disruptive.
+              Units `restart_service` may restart: unit names or shell globs
+              over whole unit names (`app-*`, `worker@?`; a name or glob
+              without a type suffix and not ending in `*` means a
+              `.service`). `null` allows any service the rest of the policy
+              permits; an allow-list is strongly recommended. Whatever the
+              list says, only services are restarted (rule
+              `services-only`), never a unit on the built-in protected list
+              (`protected-units`: the dispatcher, dbus, journald, logind,
+              gettys, rescue shells, ...), and never one that is not
+              running or failed (`never-start`).
+            '';
+          };
+          breaker =
+            limitOption
+              {
+                max = 2;
+                windowSecs = 3600;
+              }
+              ''
+                Circuit breaker: at most `max` restarts of one unit per
+                sliding window; the next is refused (rule `breaker`) so the
+                caller escalates instead of restarting in a loop. Counted per
+                unit, whoever asks. `null` keeps the executor's default (3
+                per 900 s).
+              '';
+        }
+        // lib.optionalAttrs (name == "kill_process") {
+          allowedUnits = mkOption {
+            type = types.listOf unitGlob;
+            default = [ ];
+            example = [ "app-*.service" ];
+            description = ''
+              Units whose processes `kill_process` may signal for any
+              caller (globs as for restart_service). Without a match a
+              caller may signal only processes whose real, effective and
+              saved uids are all its own (rule `process-owner`); pid 1,
+              kernel threads and processes of protected units are refused
+              always.
             '';
           };
         }
@@ -128,9 +202,18 @@ let
     };
 
   generatedSettings = import ./lib/config.nix {
-    inherit (cfg) group allowedUsers protocols;
-    idleTimeout = cfg.idleTimeout;
-    actions = cfg.actions;
+    inherit (cfg)
+      group
+      allowedUsers
+      protocols
+      idleTimeout
+      actions
+      callers
+      statusRateLimit
+      maxIdsPerCaller
+      nixProfilesDir
+      currentSystem
+      ;
   };
 
   # User-supplied `settings` win over what the typed options generate, key
@@ -277,6 +360,95 @@ in
       description = "Per-action enablement and policy, by wire name.";
     };
 
+    callers = mkOption {
+      type = types.attrsOf (
+        types.submodule {
+          options = {
+            actions = mkOption {
+              type = types.listOf (types.enum callerActionNames);
+              description = ''
+                The actions this caller may ask for. `status` is always
+                allowed; `pause` and `resume` are root's alone and cannot be
+                listed.
+              '';
+            };
+            units = mkOption {
+              type = types.nullOr (types.listOf unitGlob);
+              default = null;
+              example = [ "app-*" ];
+              description = ''
+                Narrows `restart_service` for this caller to these units
+                (globs as for allowedUnits), within what
+                actions.restart_service.allowedUnits allows. `null`: every
+                unit the rest of the policy permits.
+              '';
+            };
+          };
+        }
+      );
+      default = { };
+      example = literalExpression ''
+        {
+          monitor = { actions = [ "restart_service" "clear_system_cache" ]; units = [ "app-*" ]; };
+          "@ops".actions = [ "restart_service" "kill_process" "clean_nix_store" ];
+        }
+      '';
+      description = ''
+        Per-caller rules, keyed by user name or `@` and a group name
+        (`[callers."NAME"]` in config.toml). A caller with a rule of its
+        own gets exactly that rule; otherwise the rules of all its groups
+        add up; a caller no rule names may ask for every enabled action.
+        They narrow, never widen: a caller must still be admitted by
+        {option}`group` or {option}`allowedUsers`, and every name must exist
+        when the dispatcher starts (a typo stops it, naming the key).
+        Refusals name the rule `callers.actions` or `callers.units`. See
+        docs/policy.md.
+      '';
+    };
+
+    statusRateLimit =
+      limitOption
+        {
+          max = 60;
+          windowSecs = 60;
+        }
+        ''
+          `status` requests allowed per caller uid per sliding window.
+          status counts against no action's budget and no caller budget,
+          only against this one. `null` keeps the executor's default (600 per
+          60 s).
+        '';
+
+    maxIdsPerCaller = mkOption {
+      type = types.nullOr (types.ints.between 1 1000000);
+      default = null;
+      description = ''
+        Request ids one caller uid may hold in the replay cache at once (an
+        id is held for the timestamp window). A caller over it is refused
+        with "Server busy", nobody else. `null` keeps the executor's
+        default (10000).
+      '';
+    };
+
+    nixProfilesDir = mkOption {
+      type = types.nullOr absolutePathString;
+      default = null;
+      description = ''
+        Directory of the `system` profile and its `system-N-link`s, read
+        and locked by rollback_generation and clean_nix_store. `null` keeps
+        the executor's default, `/nix/var/nix/profiles`, which is NixOS's.
+      '';
+    };
+
+    currentSystem = mkOption {
+      type = types.nullOr absolutePathString;
+      default = null;
+      description = ''
+        The link to the running system's store path. `null` keeps the
+        executor's default, `/run/current-system`, which is NixOS's.
+      '';
+    };
+
     settings = mkOption {
       type = settingsFormat.type;
       default = { };
@@ -335,6 +507,14 @@ in
           services.luminous-healing.user = "${cfg.user}": the action services accept
           requests only from the dispatcher's uid, and for a user other than
           luminous-healing they must be given it. Set users.users.${cfg.user}.uid.
+        '';
+      }
+      {
+        assertion = badCallerKeys == [ ];
+        message = ''
+          services.luminous-healing.callers: ${builtins.concatStringsSep ", " (map (k: "\"${k}\"") badCallerKeys)}:
+          a key is a user name or "@" and a group name (letters, digits, ".", "_",
+          "-", "$", at most 32, not starting with "-").
         '';
       }
     ];

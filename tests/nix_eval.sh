@@ -83,8 +83,9 @@ fi
 
 # --- lib/config.nix: the generated config.toml -------------------------------
 # What the module passes with every option at its default.
-DEFAULT_ACTIONS='builtins.listToAttrs (map (n: { name = n; value = { enable = true; rateLimit = null; timeoutSecs = null; }
-  // (if n == "restart_service" then { allowedUnits = null; } else { })
+DEFAULT_ACTIONS='builtins.listToAttrs (map (n: { name = n; value = { enable = n != "rollback_generation"; rateLimit = null; timeoutSecs = null; }
+  // (if n == "restart_service" then { allowedUnits = null; breaker = null; } else { })
+  // (if n == "kill_process" then { allowedUnits = [ ]; } else { })
   // (if n == "rollback_generation" then { nixosRebuild = null; } else { })
   // (if n == "clean_nix_store" then { nixCollectGarbage = null; } else { }); }) (import ./nixos/actions.nix))'
 
@@ -97,11 +98,14 @@ assert d["allowed_users"] == [], d
 assert d["protocols"] == ["v1", "v2"], d
 assert d["idle_timeout_secs"] == 60, d
 assert set(d) == {"allowed_groups", "allowed_users", "protocols", "idle_timeout_secs", "actions"}, sorted(d)'
-    check "config.toml with defaults: one table per action, enabled only (binary defaults apply)" "$TMP/config-default.json" '
+    check "config.toml with defaults: one table per action, enabled only (binary defaults apply), rollback off" "$TMP/config-default.json" '
 acts = d["actions"]
 assert len(acts) == 8, sorted(acts)
 for name, t in acts.items():
-    assert t == {"enabled": True}, (name, t)'
+    assert t == {"enabled": name != "rollback_generation"}, (name, t)'
+    check "config.toml with defaults: no callers, status_rate_limit, max_ids_per_caller or nix paths (binary defaults apply)" "$TMP/config-default.json" '
+for k in ["callers", "status_rate_limit", "max_ids_per_caller", "nix_profiles_dir", "current_system"]:
+    assert k not in d, (k, d)'
 fi
 
 if nixeval config-custom -E "import ./nixos/lib/config.nix {
@@ -112,8 +116,15 @@ if nixeval config-custom -E "import ./nixos/lib/config.nix {
                             allowedUnits = [ \"nginx.service\" \"ollama.service\" ]; };
         rollback_generation = { enable = false; rateLimit = null; timeoutSecs = null; nixosRebuild = \"/opt/nr\"; };
         clean_nix_store = { enable = true; rateLimit = null; timeoutSecs = 900; nixCollectGarbage = \"/opt/ncg\"; };
-        kill_process = { enable = true; rateLimit = null; timeoutSecs = null; allowedUnits = [ \"stray.service\" ]; };
-      }; }"; then
+        kill_process = { enable = true; rateLimit = null; timeoutSecs = null; allowedUnits = [ \"stray.service\" \"app-*\" ]; };
+        adjust_swappiness = { enable = true; rateLimit = null; timeoutSecs = null;
+                              allowedUnits = [ \"leak.service\" ]; breaker = { max = 1; windowSecs = 1; };
+                              nixosRebuild = \"/leak\"; };
+      };
+      callers = { monitor = { actions = [ \"restart_service\" \"status\" ]; units = [ \"app-*\" \"worker@?\" ]; };
+                  \"@ops\" = { actions = [ \"kill_process\" ]; units = null; }; };
+      statusRateLimit = { max = 20; windowSecs = 30; }; maxIdsPerCaller = 500;
+      nixProfilesDir = \"/nix/var/nix/profiles\"; currentSystem = \"/run/current-system\"; }"; then
     check "config.toml with options set: values land under the schema's keys" "$TMP/config-custom.json" '
 assert d["allowed_groups"] == ["ops"] and d["allowed_users"] == ["alice", "bob"], d
 assert d["protocols"] == ["v2"] and d["idle_timeout_secs"] == 15, d
@@ -123,7 +134,26 @@ assert a["restart_service"] == {"enabled": True, "rate_limit": {"max": 3, "windo
 assert a["rollback_generation"] == {"enabled": False, "nixos_rebuild": "/opt/nr"}, a["rollback_generation"]
 assert a["clean_nix_store"] == {"enabled": True, "timeout_secs": 900, "nix_collect_garbage": "/opt/ncg"}, a["clean_nix_store"]'
     check "config.toml: an action-specific key never leaks onto another action" "$TMP/config-custom.json" '
-assert d["actions"]["kill_process"] == {"enabled": True}, d["actions"]["kill_process"]'
+assert d["actions"]["adjust_swappiness"] == {"enabled": True}, d["actions"]["adjust_swappiness"]'
+    check "config.toml: kill_process allowed_units (globs), per-caller rules, status_rate_limit, max_ids_per_caller, nix paths" "$TMP/config-custom.json" '
+assert d["actions"]["kill_process"] == {"enabled": True, "allowed_units": ["stray.service", "app-*"]}, d["actions"]["kill_process"]
+assert d["callers"] == {"monitor": {"actions": ["restart_service", "status"], "units": ["app-*", "worker@?"]},
+                        "@ops": {"actions": ["kill_process"]}}, d["callers"]
+assert d["status_rate_limit"] == {"max": 20, "window_secs": 30}, d
+assert d["max_ids_per_caller"] == 500, d
+assert d["nix_profiles_dir"] == "/nix/var/nix/profiles" and d["current_system"] == "/run/current-system", d'
+fi
+if nixeval config-breaker -E "import ./nixos/lib/config.nix {
+      group = \"ops\"; protocols = [ \"v2\" ]; idleTimeout = 60;
+      actions = ($DEFAULT_ACTIONS) // {
+        restart_service = { enable = true; rateLimit = null; timeoutSecs = null; allowedUnits = null;
+                            breaker = { max = 2; windowSecs = 3600; }; };
+        rollback_generation = { enable = true; rateLimit = null; timeoutSecs = null; nixosRebuild = null; };
+      }; }"; then
+    check "config.toml: restart_service breaker, rollback_generation enabled" "$TMP/config-breaker.json" '
+a = d["actions"]
+assert a["restart_service"] == {"enabled": True, "breaker": {"max": 2, "window_secs": 3600}}, a["restart_service"]
+assert a["rollback_generation"] == {"enabled": True}, a["rollback_generation"]'
 fi
 
 # The same generator, fed to the dispatcher's own parser. Group and user are
@@ -141,15 +171,18 @@ def val(v):
     if isinstance(v, list): return "[" + ", ".join(val(x) for x in v) + "]"
     if isinstance(v, dict): return "{ " + ", ".join(f"{k} = {val(x)}" for k, x in v.items()) + " }"
     raise TypeError(v)
+import re
+def key(k):
+    return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else json.dumps(k)
 def table(prefix, t):
     scalars = {k: v for k, v in t.items() if not isinstance(v, dict) or k == "rate_limit"}
     tables = {k: v for k, v in t.items() if isinstance(v, dict) and k != "rate_limit"}
     if prefix and scalars:
         print(f"[{prefix}]")
     for k, v in scalars.items():
-        print(f"{k} = {val(v)}")
+        print(f"{key(k)} = {val(v)}")
     for k, v in tables.items():
-        table(f"{prefix}.{k}" if prefix else k, v)
+        table(f"{prefix}.{key(k)}" if prefix else key(k), v)
 table("", d)
 EOF
 }
@@ -163,36 +196,58 @@ dispatcher_bin() {
     echo target/debug/luminous-healing
 }
 
+# check_config NAME JSON: the JSON rendered to TOML and loaded by the real
+# dispatcher; the check passes when --check-config accepts it.
+check_config() {
+    local name=$1 json=$2 out bin
+    toml_from_json "$json" >"$TMP/$(basename "$json" .json).toml"
+    if ! bin=$(dispatcher_bin); then
+        fail "$name" "no dispatcher binary and no cargo to build one: run 'cargo build -p luminous-healing'"
+    elif out=$(LUMINOUS_HEALING_SECRET=nix-eval-test "$bin" --check-config --config "$TMP/$(basename "$json" .json).toml" 2>&1); then
+        ok "$name"
+    else
+        fail "$name" "$out
+$(cat "$TMP/$(basename "$json" .json).toml")"
+    fi
+}
+
 if nixeval config-check -E "import ./nixos/lib/config.nix {
       group = \"root\"; allowedUsers = [ \"root\" ]; protocols = [ \"v1\" \"v2\" ]; idleTimeout = 30;
       actions = ($DEFAULT_ACTIONS) // {
         restart_service = { enable = true; rateLimit = { max = 3; windowSecs = 600; }; timeoutSecs = 20;
-                            allowedUnits = [ \"nginx.service\" ]; };
+                            allowedUnits = [ \"nginx.service\" \"app-*\" \"worker@?\" ];
+                            breaker = { max = 2; windowSecs = 3600; }; };
         rollback_generation = { enable = false; rateLimit = null; timeoutSecs = null;
                                 nixosRebuild = \"/run/current-system/sw/bin/nixos-rebuild\"; };
         clean_nix_store = { enable = true; rateLimit = null; timeoutSecs = 900;
                             nixCollectGarbage = \"/run/current-system/sw/bin/nix-collect-garbage\"; };
+        kill_process = { enable = true; rateLimit = null; timeoutSecs = null; allowedUnits = [ \"app-*.service\" ]; };
+      };
+      callers = { root = { actions = [ \"restart_service\" \"status\" ]; units = [ \"app-*\" ]; };
+                  \"@root\" = { actions = [ \"kill_process\" \"clean_nix_store\" ]; }; };
+      statusRateLimit = { max = 60; windowSecs = 60; }; maxIdsPerCaller = 1000;
+      nixProfilesDir = \"/nix/var/nix/profiles\"; currentSystem = \"/run/current-system\"; }"; then
+    check_config "generated config.toml (every key: callers, globs, breaker, status_rate_limit, ...) accepted by luminous-healing --check-config" \
+        "$TMP/config-check.json"
+fi
+if nixeval config-check-rollback -E "import ./nixos/lib/config.nix {
+      group = \"root\"; protocols = [ \"v2\" ]; idleTimeout = 60;
+      actions = ($DEFAULT_ACTIONS) // {
+        rollback_generation = { enable = true; rateLimit = { max = 1; windowSecs = 86400; }; timeoutSecs = null; nixosRebuild = null; };
       }; }"; then
-    toml_from_json "$TMP/config-check.json" >"$TMP/config.toml"
-    if ! bin=$(dispatcher_bin); then
-        fail "generated config.toml accepted by luminous-healing --check-config" \
-            "no dispatcher binary and no cargo to build one: run 'cargo build -p luminous-healing'"
-    elif out=$(LUMINOUS_HEALING_SECRET=nix-eval-test "$bin" --check-config --config "$TMP/config.toml" 2>&1); then
-        ok "generated config.toml accepted by luminous-healing --check-config"
-    else
-        fail "generated config.toml accepted by luminous-healing --check-config" "$out
-$(cat "$TMP/config.toml")"
-    fi
+    check_config "generated config.toml with rollback_generation enabled accepted by luminous-healing --check-config" \
+        "$TMP/config-check-rollback.json"
 fi
 
 # --- the module's config section, rendered for three configurations ------------
 if nixeval render-default nixos/tests/eval/render.nix --arg set '{
       enable = true; secretKeyFile = "/run/secrets/lh"; allowedUsers = [ "alice" ];
       actions.restart_service.allowedUnits = [ "nginx.service" ]; }'; then
-    check "module, typical configuration: sockets, drop-ins, users, policy" "$TMP/render-default.json" '
+    check "module, typical configuration: sockets, drop-ins, users, policy; rollback_generation off" "$TMP/render-default.json" '
 actions = ["restart_service", "set_cpu_governor", "clear_system_cache", "adjust_swappiness",
-           "kill_process", "restart_network", "clean_nix_store", "rollback_generation"]
+           "kill_process", "restart_network", "clean_nix_store"]
 sd = d["systemd"]
+assert "luminous-healing-rollback_generation" not in sd["sockets"], sorted(sd["sockets"])
 main = sd["sockets"]["luminous-healing"]
 assert main["listenStreams"] == ["", "/run/luminous-healing.sock"], main
 assert main["wantedBy"] == ["sockets.target"] and main["socketConfig"] == {"SocketGroup": "luminous-healing"}, main
@@ -200,6 +255,7 @@ for a in actions:
     sock = sd["sockets"]["luminous-healing-" + a]
     assert sock == {"wantedBy": ["sockets.target"],
                     "socketConfig": {"SocketUser": "luminous-healing", "SocketGroup": "luminous-healing"}}, (a, sock)
+for a in actions + ["rollback_generation"]:
     svc = sd["services"]["luminous-healing-" + a]
     assert set(svc) == {"restartTriggers"}, (a, svc)   # ExecStart= stays the package one
 disp = sd["services"]["luminous-healing"]
@@ -211,6 +267,8 @@ assert d["users"]["users"]["luminous-healing"] == {"isSystemUser": True, "group"
 assert d["users"]["groups"]["luminous-healing"]["members"] == ["alice"], d["users"]
 toml = d["environment"]["etc"]["luminous-healing/config.toml"]["source"]["value"]
 assert toml["allowed_users"] == ["alice"] and toml["actions"]["restart_service"]["allowed_units"] == ["nginx.service"], toml
+assert toml["actions"]["rollback_generation"] == {"enabled": False}, toml["actions"]
+assert "callers" not in toml and "status_rate_limit" not in toml, toml
 assert all(x["assertion"] for x in d["assertions"]), d["assertions"]
 assert d.get("warnings", []) == [], d.get("warnings")
 assert "security" not in d, "the module must not touch security.* (no sudo rules)"
@@ -247,6 +305,37 @@ assert toml["actions"]["rollback_generation"] == {"enabled": False}, toml["actio
 assert all(x["assertion"] for x in d["assertions"]), d["assertions"]
 w = " ".join(d["warnings"])
 assert "secretKey puts the secret in the world-readable" in w and "allowedUnits is unset" in w, d["warnings"]'
+fi
+
+if nixeval render-callers nixos/tests/eval/render.nix --arg set '{
+      enable = true; secretKeyFile = "/run/secrets/lh"; allowedUsers = [ "monitor" ];
+      callers = { monitor = { actions = [ "restart_service" "clear_system_cache" ]; units = [ "app-*" ]; };
+                  "@ops".actions = [ "restart_service" "kill_process" "rollback_generation" ]; };
+      actions.restart_service = { allowedUnits = [ "app-*" "nginx.service" ]; breaker = { max = 2; windowSecs = 3600; }; };
+      actions.kill_process.allowedUnits = [ "app-*.service" ];
+      actions.rollback_generation.enable = true;
+      statusRateLimit = { max = 60; windowSecs = 60; }; maxIdsPerCaller = 1000; }'; then
+    check "module, callers and rollback enabled: rules, globs, breaker, limits in config.toml; rollback socket on" "$TMP/render-callers.json" '
+sd = d["systemd"]
+assert "luminous-healing-rollback_generation" in sd["sockets"], sorted(sd["sockets"])
+assert len([n for n in sd["sockets"] if n.startswith("luminous-healing-")]) == 8, sorted(sd["sockets"])
+toml = d["environment"]["etc"]["luminous-healing/config.toml"]["source"]["value"]
+assert toml["callers"] == {"monitor": {"actions": ["restart_service", "clear_system_cache"], "units": ["app-*"]},
+                           "@ops": {"actions": ["restart_service", "kill_process", "rollback_generation"]}}, toml["callers"]
+a = toml["actions"]
+assert a["restart_service"] == {"enabled": True, "allowed_units": ["app-*", "nginx.service"],
+                                "breaker": {"max": 2, "window_secs": 3600}}, a["restart_service"]
+assert a["kill_process"] == {"enabled": True, "allowed_units": ["app-*.service"]}, a["kill_process"]
+assert a["rollback_generation"] == {"enabled": True}, a["rollback_generation"]
+assert toml["status_rate_limit"] == {"max": 60, "window_secs": 60} and toml["max_ids_per_caller"] == 1000, toml
+assert all(x["assertion"] for x in d["assertions"]), d["assertions"]
+assert d.get("warnings", []) == [], d.get("warnings")'
+fi
+if nixeval render-badcaller nixos/tests/eval/render.nix --arg set '{
+      enable = true; secretKeyFile = "/run/secrets/lh"; callers = { "-x".actions = [ ]; "a b".actions = [ ]; ok.actions = [ ]; }; }'; then
+    check "module: a callers key that is no user or @group name fails its assertion, naming it" "$TMP/render-badcaller.json" '
+failed = [x["message"] for x in d["assertions"] if not x["assertion"]]
+assert len(failed) == 1 and "\"-x\"" in failed[0] and "\"a b\"" in failed[0] and "\"ok\"" not in failed[0], failed'
 fi
 
 if nixeval render-nosecret nixos/tests/eval/render.nix --arg set '{ enable = true; user = "renamed"; }'; then
@@ -454,6 +543,36 @@ for e in d:
     assert e["ok"] == (e["name"] in want_ok), e'
 fi
 
+# --- lib/unit-glob.nix: the allowedUnits / callers.units grammar -----------------
+# Each pattern is matched by the Nix regex and, one by one, given to the real
+# dispatcher as actions.restart_service.allowed_units: both must agree, except
+# for `**` and a `]` outside a set, which the regex refuses on purpose (see
+# unit-glob.nix).
+GLOBS_OK='"nginx.service" "nginx" "getty@tty1.service" "app-*" "worker@?" "app-[ab]*.service" "app-[!x].service"
+    "*" "a*b*" "a*?*" "?*" "*.service" "web-*" "foo\\x2d*" "multi-user.target"'
+GLOBS_BAD='"app-[x" "a b*" "x/y*" "../x" "foo.device" "[" "]*" "home.mount" "" "a;b*" "a**" "**"'
+if nixeval unit-globs -E "let r = import ./nixos/lib/unit-glob.nix; in
+      map (n: { name = n; ok = true; nix = builtins.match r n != null; }) [ $GLOBS_OK ]
+      ++ map (n: { name = n; ok = false; nix = builtins.match r n != null; }) [ $GLOBS_BAD ]"; then
+    check "allowedUnits glob grammar (Nix): names and globs in, everything else out" "$TMP/unit-globs.json" '
+for e in d:
+    assert e["nix"] == e["ok"], e'
+    if bin=$(dispatcher_bin); then
+        disagree=""
+        while IFS=$'\t' read -r ok pat; do
+            printf 'allowed_groups = ["root"]\n[actions.restart_service]\nallowed_units = [%s]\n' "$(python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$pat")" >"$TMP/glob.toml"
+            if LUMINOUS_HEALING_SECRET=x "$bin" --check-config --config "$TMP/glob.toml" >/dev/null 2>&1; then rust=True; else rust=False; fi
+            # stricter in Nix on purpose (unit-glob.nix): `**`, a `]` outside a set
+            case "$pat" in *'**'* | ']'*) [ "$rust" = True ] && continue ;; esac
+            [ "$rust" = "$ok" ] || disagree="$disagree [$pat: Nix $ok, dispatcher $rust]"
+        done < <(python3 -c 'import json,sys; [print("%s\t%s" % (e["nix"], e["name"])) for e in json.load(open(sys.argv[1]))]' "$TMP/unit-globs.json")
+        [ -z "$disagree" ] && ok "allowedUnits glob grammar: the dispatcher accepts exactly what Nix accepts" \
+            || fail "allowedUnits glob grammar: the dispatcher accepts exactly what Nix accepts" "$disagree"
+    else
+        fail "allowedUnits glob grammar: the dispatcher accepts exactly what Nix accepts" "no dispatcher binary"
+    fi
+fi
+
 # --- option declarations -------------------------------------------------------
 if nixeval options nixos/tests/eval/options.nix; then
     check "services.luminous-healing keeps the earlier module's options and defaults" "$TMP/options.json" '
@@ -466,17 +585,29 @@ assert h["allowedUsers"] == {"type": "listOf", "default": []}, h["allowedUsers"]
 assert h["secretKey"]["type"] == "nullOr", h["secretKey"]'
     check "services.luminous-healing declares the new options" "$TMP/options.json" '
 h = d["healing"]
-for name in ["secretKeyFile", "package", "actions", "idleTimeout", "protocols", "settings", "journalCatalog"]:
+for name in ["secretKeyFile", "package", "actions", "idleTimeout", "protocols", "settings", "journalCatalog",
+             "callers", "statusRateLimit", "maxIdsPerCaller", "nixProfilesDir", "currentSystem"]:
     assert name in h, name
+assert h["callers"] == {"type": "attrsOf"}, h["callers"]
+for name in ["statusRateLimit", "maxIdsPerCaller", "nixProfilesDir", "currentSystem"]:
+    assert h[name]["type"] == "nullOr", (name, h[name])
+c = d["callerOptions"]
+assert c["actions"]["type"] == "listOf" and c["actions"]["elem"] == {"enum": ["restart_service", "set_cpu_governor",
+    "clear_system_cache", "adjust_swappiness", "kill_process", "restart_network", "clean_nix_store",
+    "rollback_generation", "status"]}, c["actions"]
+assert c["units"]["type"] == "nullOr" and c["units"]["default"] is None, c["units"]
 assert h["idleTimeout"]["default"] == 60 and h["protocols"]["default"] == ["v1", "v2"], h
 assert h["protocols"]["type"] == "nonEmptyListOf", h["protocols"]'
     check "every action has enable/rateLimit/timeoutSecs, and its own policy keys only" "$TMP/options.json" '
 a = d["healingActions"]
 assert len(a) == 8, sorted(a)
-extra = {"restart_service": ["allowedUnits"], "rollback_generation": ["nixosRebuild"],
-         "clean_nix_store": ["nixCollectGarbage"]}
+extra = {"restart_service": ["allowedUnits", "breaker"], "kill_process": ["allowedUnits"],
+         "rollback_generation": ["nixosRebuild"], "clean_nix_store": ["nixCollectGarbage"]}
 for name, opts in a.items():
     assert sorted(opts) == sorted(["enable", "rateLimit", "timeoutSecs"] + extra.get(name, [])), (name, opts)'
+    check "every action is enabled by default except rollback_generation" "$TMP/options.json" '
+e = d["healingActionEnable"]
+assert e == {n: n != "rollback_generation" for n in e} and len(e) == 8, e'
     check "luminous.services.<group>.<name>.enable for every host service, off by default" "$TMP/options.json" '
 s = d["services"]
 expected = {"ml": ["llama-cpp", "ollama"], "development": ["jupyter"], "security": ["clamav", "sshd"],

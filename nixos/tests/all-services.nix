@@ -23,11 +23,39 @@
     actions.restart_service.allowedUnits = [
       "ollama.service"
       "llama-cpp.service"
+      "app-*"
     ];
-    actions.rollback_generation.rateLimit = {
-      max = 1;
+    actions.restart_service.breaker = {
+      max = 2;
       windowSecs = 3600;
     };
+    actions.kill_process.allowedUnits = [ "app-*.service" ];
+    actions.rollback_generation = {
+      enable = true;
+      rateLimit = {
+        max = 1;
+        windowSecs = 3600;
+      };
+    };
+    callers = {
+      alice = {
+        actions = [
+          "restart_service"
+          "clear_system_cache"
+        ];
+        units = [ "ollama.service" ];
+      };
+      "@wheel".actions = [
+        "restart_service"
+        "kill_process"
+        "rollback_generation"
+      ];
+    };
+    statusRateLimit = {
+      max = 60;
+      windowSecs = 60;
+    };
+    maxIdsPerCaller = 1000;
   };
 
   services.llama-cpp.model = "/var/lib/llama-cpp/models/model.gguf";

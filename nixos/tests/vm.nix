@@ -18,6 +18,8 @@
         # Short, so the test can watch the dispatcher exit when idle.
         idleTimeout = 5;
         actions.restart_service.allowedUnits = [ "healing-target.service" ];
+        # Off by default; on here so that every action's socket is checked.
+        actions.rollback_generation.enable = true;
       };
 
       # A throw-away secret for a throw-away VM: environment.etc with a mode

@@ -43,6 +43,17 @@ let
   actionOptions = builtins.mapAttrs (
     _: o: builtins.attrNames ((o.type.module { }).options)
   ) healing.actions.type.module.options;
+  actionEnable = builtins.mapAttrs (
+    _: o: ((o.type.module { }).options).enable.default
+  ) healing.actions.type.module.options;
+  callerOpts = healing.callers.type.elem.module.options;
+  callerOptions = {
+    actions = {
+      type = callerOpts.actions.type.name;
+      elem.enum = callerOpts.actions.type.elem.values;
+    };
+    units = describe callerOpts.units // { default = callerOpts.units.default; };
+  };
 
   servicesFiles = [ "ml" "development" "security" "system" "hardware" "virtualization" "monitoring" ];
   services = builtins.listToAttrs (map (g: {
@@ -53,5 +64,7 @@ in
 {
   healing = describe healing;
   healingActions = actionOptions;
+  healingActionEnable = actionEnable;
+  inherit callerOptions;
   inherit services;
 }

@@ -24,6 +24,7 @@ rec {
 
   optionalAttrs = cond: attrs: if cond then attrs else { };
   optional = cond: x: if cond then [ x ] else [ ];
+  optionalString = cond: s: if cond then s else "";
   genAttrs = names: f: builtins.listToAttrs (map (n: { name = n; value = f n; }) names);
   getBin = drv: drv;
 
@@ -50,8 +51,10 @@ rec {
     path = type "path" { };
     attrs = type "attrs" { };
     ints.positive = type "positiveInt" { };
+    ints.between = lowest: highest: type "intBetween" { inherit lowest highest; };
     nullOr = t: type "nullOr" { elem = t; };
     listOf = t: type "listOf" { elem = t; };
+    attrsOf = t: type "attrsOf" { elem = t; };
     nonEmptyListOf = t: type "nonEmptyListOf" { elem = t; };
     enum = values: type "enum" { inherit values; };
     strMatching = regex: type "strMatching" { inherit regex; };

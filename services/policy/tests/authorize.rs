@@ -10,6 +10,7 @@ use healing_policy::{
 const MONITOR: u32 = 1000;
 const OTHER: u32 = 1001;
 const OPS_GID: u32 = 2000;
+const DEV_GID: u32 = 2001;
 
 fn user(n: &str) -> Result<Option<u32>, String> {
     Ok(match n {
@@ -21,6 +22,7 @@ fn user(n: &str) -> Result<Option<u32>, String> {
 fn group(n: &str) -> Result<Option<u32>, String> {
     Ok(match n {
         "ops" => Some(OPS_GID),
+        "dev" => Some(DEV_GID),
         "luminous-healing" => Some(3000),
         _ => None,
     })
@@ -36,6 +38,15 @@ fn caller(uid: u32) -> CallerInfo {
         uid,
         gid: uid,
         groups: vec![3000],
+    }
+}
+
+/// A caller with its own user group and these supplementary groups.
+fn member(uid: u32, groups: &[u32]) -> CallerInfo {
+    CallerInfo {
+        uid,
+        gid: uid,
+        groups: groups.to_vec(),
     }
 }
 
@@ -393,6 +404,36 @@ fn group_rules_apply_to_members_without_a_user_rule() {
     };
     refused_by(
         permit(&p, &monitor_in_ops, &Action::ClearSystemCache),
+        Rule::CallerActions,
+    );
+}
+
+#[test]
+fn several_group_rules_add_up() {
+    let p = policy(
+        r#"
+[callers."@ops"]
+actions = ["kill_process"]
+[callers."@dev"]
+actions = ["restart_service"]
+units = ["app-*"]
+"#,
+    );
+    let both = member(OTHER, &[OPS_GID, DEV_GID]);
+    // each group grants its action; together, both
+    assert!(permit(&p, &both, &kill()).is_ok());
+    assert!(permit(&p, &both, &restart("app-web.service")).is_ok());
+    // the units of the rule that grants restart_service still narrow it
+    refused_by(
+        permit(&p, &both, &restart("nginx.service")),
+        Rule::CallerUnits,
+    );
+    refused_by(
+        permit(&p, &both, &Action::ClearSystemCache),
+        Rule::CallerActions,
+    );
+    refused_by(
+        permit(&p, &member(OTHER, &[OPS_GID]), &restart("app-web.service")),
         Rule::CallerActions,
     );
 }
