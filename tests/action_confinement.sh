@@ -7,6 +7,7 @@
 # than the dispatcher's is refused; an action killed mid-request gives the
 # caller a clear error, and the next request starts it again.
 source "$(dirname "$0")/lib.sh"
+require capsh libcap2-bin
 boot
 install_project
 set_config '[actions.kill_process]
