@@ -4,7 +4,7 @@
 # ReadWritePaths=/nix fails its namespace set-up (226/NAMESPACE) before the
 # binary runs. The caller gets a clear error naming the unit to look at,
 # not "Connection reset by peer"; the action's socket comes back by itself
-# (luminous-healing-relisten@); once /nix exists the next request works,
+# (the luminous-healing-relisten@ timer); once /nix exists the next request works,
 # with no reset-failed or start by anyone.
 source "$(dirname "$0")/lib.sh"
 require nix-store nix-bin
@@ -52,7 +52,8 @@ t_socket_listens_again_by_itself() {
     # it went down (service-start-limit-hit, or trigger-limit-hit), and came
     # back without an admin
     assert_contains "$(sb journalctl --no-pager -u "$SOCK")" "limit-hit'."
-    assert_contains "$(sb journalctl --no-pager -u "luminous-healing-relisten@luminous-healing-$A.service")" "Finished"
+    assert_contains "$(sb journalctl --no-pager -u "$SOCK")" "Triggering OnFailure= dependencies"
+    assert_contains "$(sb journalctl --no-pager -u "luminous-healing-relisten@luminous-healing-$A.timer")" "Started"
 }
 
 t_repeated_failures_every_reply_clear_socket_comes_back() {
