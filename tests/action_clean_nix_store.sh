@@ -10,6 +10,10 @@
 # collection runs while the lock rollback_generation shares is held.
 source "$(dirname "$0")/lib.sh"
 require nix-collect-garbage nix-bin
+require nix-store nix-bin
+require nix-env nix-bin
+# The daemon case starts Debian's nix-daemon.socket, which nix-bin does not ship.
+[ -f /lib/systemd/system/nix-daemon.socket ] || die "no nix-daemon.socket: apt-get install -y nix-setup-systemd"
 boot
 install_project
 

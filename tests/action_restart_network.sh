@@ -4,6 +4,8 @@
 # job result is reported; with no network manager running, nothing is
 # started and the request fails saying so.
 source "$(dirname "$0")/lib.sh"
+require dbus-daemon dbus-daemon
+[ -f /lib/systemd/system/dbus.service ] || die "no dbus.service (the system bus): apt-get install -y dbus"
 boot
 install_project
 

@@ -4,6 +4,8 @@
 # timeout), and invalid, non-allow-listed and luminous-healing's own unit
 # names are refused without touching anything.
 source "$(dirname "$0")/lib.sh"
+require dbus-daemon dbus-daemon
+[ -f /lib/systemd/system/dbus.service ] || die "no dbus.service (the system bus): apt-get install -y dbus"
 boot
 install_project
 

@@ -10,7 +10,7 @@
 LH_NEEDS_BUILD=0
 . "$(dirname "$0")/lib.sh"
 require clamscan clamav
-require clamdscan clamav-daemon
+require clamdscan clamdscan
 [ -f /lib/systemd/system/clamav-daemon.service ] && [ -f /etc/clamav/clamd.conf ] \
     || die "no clamav-daemon unit or /etc/clamav/clamd.conf: apt-get install -y clamav-daemon"
 

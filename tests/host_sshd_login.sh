@@ -11,6 +11,7 @@ LH_NEEDS_BUILD=0
 . "$(dirname "$0")/lib.sh"
 require sshd openssh-server
 require ssh openssh-client
+require ssh-keygen openssh-client
 [ -f /lib/systemd/system/ssh.service ] || die "no /lib/systemd/system/ssh.service: apt-get install -y openssh-server"
 [ -f /etc/pam.d/sshd ] || die "no /etc/pam.d/sshd: apt-get install -y openssh-server"
 

@@ -32,7 +32,11 @@ require() {
 }
 require systemd-nspawn systemd-container
 require socat socat
-require python3 python3
+# /usr/bin/python3 comes from python3-minimal; the clients need the standard
+# library of python3 (json, http.server, ctypes) too.
+require python3 python3-minimal
+python3 -c 'import json, http.server, ctypes, urllib.request' 2>/dev/null \
+    || die "python3 lacks its standard library: apt-get install -y python3"
 [ "$(id -u)" = 0 ] || die "end-to-end tests need root (they boot a container with systemd-nspawn)"
 [ "${LH_NEEDS_BUILD:-1}" = 0 ] || [ -x "$ROOT/target/release/luminous-healing" ] || die "no release build: run 'cargo build --release --workspace' first"
 LH_SYSTEMD_VERSION=$("$SB" version) || die "cannot prepare systemd $SDSANDBOX_SYSTEMD (scripts/sandbox.sh version)"

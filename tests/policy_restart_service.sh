@@ -14,9 +14,13 @@ FAILED_UNIT=lh-pol-failed.service
 OTHER=lh-pol-other.service
 TARGET=lh-pol.target
 sb mkdir -p /run/systemd/system
-for u in "$RUNNING" "$STOPPED" "$OTHER"; do
+for u in "$STOPPED" "$OTHER"; do
     printf '[Service]\nExecStart=/bin/sleep infinity\n' | sb tee "/run/systemd/system/$u" >/dev/null
 done
+# The running unit refers to the stopped one, so systemd keeps it loaded
+# (an unreferenced inactive unit is unloaded, and refused as not loaded).
+printf '[Unit]\nBefore=%s\n[Service]\nExecStart=/bin/sleep infinity\n' "$STOPPED" \
+    | sb tee "/run/systemd/system/$RUNNING" >/dev/null
 # fails once, then succeeds: a restart repairs it
 printf '[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/sh -c "test -e /run/lh-pol-ok || { touch /run/lh-pol-ok; exit 1; }"\n' \
     | sb tee "/run/systemd/system/$FAILED_UNIT" >/dev/null
@@ -26,6 +30,13 @@ sb systemctl start "$RUNNING" "$OTHER"
 sb systemctl start "$FAILED_UNIT" 2>/dev/null || true
 # loaded but inactive: a unit that was started and stopped again
 sb systemctl start "$STOPPED"; sb systemctl stop "$STOPPED"
+
+t_unloaded_service_is_never_started() {
+    local r
+    r=$(request --v2 --id pol-unloaded restart_service service=lh-pol-never-loaded.service)
+    assert_contains "$(jfield error <<<"$r")" "(rule unit-loaded)"
+    assert_eq "$(state lh-pol-never-loaded.service)" inactive
+}
 set_config '[actions.restart_service]
 rate_limit = { max = 100, window_secs = 300 }
 breaker = { max = 3, window_secs = 900 }
@@ -55,6 +66,7 @@ t_target_is_never_started() {
 t_inactive_service_is_never_started() {
     local r
     assert_eq "$(state "$STOPPED")" inactive "before:"
+    assert_eq "$(sb systemctl show -P LoadState "$STOPPED")" loaded "before:"
     r=$(request --v2 --id pol-stopped restart_service service="$STOPPED")
     assert_eq "$(jfield success <<<"$r")" false "$r"
     assert_contains "$(jfield error <<<"$r")" "it is inactive, and restart_service never starts"
@@ -119,6 +131,7 @@ t_dry_run_changes_nothing_and_is_audited() {
 
 run_case target_is_never_started t_target_is_never_started
 run_case inactive_service_is_never_started t_inactive_service_is_never_started
+run_case unloaded_service_is_never_started t_unloaded_service_is_never_started
 run_case failed_service_is_restarted t_failed_service_is_restarted
 run_case journald_bus_and_user_manager_refused t_journald_bus_and_user_manager_are_refused
 run_case breaker_holds_4th_restart_of_one_unit t_breaker_holds_the_fourth_restart_of_one_unit
