@@ -96,7 +96,9 @@ mod tests {
                 uid: 0,
                 gid: 0,
                 pid: 1,
+                groups: vec![],
             },
+            dry_run: false,
         }
     }
 
