@@ -15,4 +15,4 @@ pub use listener::{take_listener, ListenerSource};
 pub use notify::{
     log_line, notify_ready, notify_status, notify_status_throttled, notify_stopping, start_watchdog,
 };
-pub use serve::{serve, Conn, Refusal, Refused, ServeOptions};
+pub use serve::{serve, Conn, Refusal, Refused, ServeOptions, Slot};

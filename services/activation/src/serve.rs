@@ -88,6 +88,56 @@ pub struct Conn {
     pub request: Option<Result<Value, ReadError>>,
     /// When the connection was accepted (for durations in replies).
     pub accepted: Instant,
+    /// Its place among the open connections; see [`Slot::release`].
+    pub slot: Slot,
+}
+
+/// A connection's place in the count of open connections (the per-uid cap
+/// and the idle exit count them). It is given back when the handler
+/// returns, or earlier by [`Slot::release`]: an action whose handler is
+/// stuck past its timeout has answered, and must not keep the process from
+/// exiting when idle (the stuck thread dies with it).
+#[derive(Clone)]
+pub struct Slot(Option<Arc<SlotInner>>);
+
+struct SlotInner {
+    shared: Arc<Shared>,
+    uid: u32,
+    released: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(s) => write!(f, "Slot(uid {})", s.uid),
+            None => f.write_str("Slot(uncounted)"),
+        }
+    }
+}
+
+impl Slot {
+    fn new(shared: &Arc<Shared>, uid: u32) -> Slot {
+        Slot(Some(Arc::new(SlotInner {
+            shared: Arc::clone(shared),
+            uid,
+            released: std::sync::atomic::AtomicBool::new(false),
+        })))
+    }
+
+    /// For a connection that is not counted (one made outside [`serve`]).
+    pub fn uncounted() -> Slot {
+        Slot(None)
+    }
+
+    /// Gives the slot back now; later calls (and the handler's return) do
+    /// nothing more.
+    pub fn release(&self) {
+        if let Some(s) = &self.0 {
+            if !s.released.swap(true, std::sync::atomic::Ordering::AcqRel) {
+                s.shared.done(s.uid);
+            }
+        }
+    }
 }
 
 /// Why the loop answered a connection itself.
@@ -165,7 +215,6 @@ struct Pending {
 
 struct Job {
     conn: Conn,
-    uid: u32,
     queued: Instant,
 }
 
@@ -192,7 +241,6 @@ struct Pool<H> {
     state: Mutex<PoolState>,
     cv: Condvar,
     handler: H,
-    shared: Arc<Shared>,
     max: usize,
 }
 
@@ -273,11 +321,11 @@ impl<H: Fn(Conn) + Send + Sync + 'static> Pool<H> {
     }
 
     fn run_one(&self, job: Job) {
-        let uid = job.uid;
+        let slot = job.conn.slot.clone();
         // A panicking handler (the workspace lints forbid panics, a library
         // might not) must neither kill the thread nor leak its slot.
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.handler)(job.conn)));
-        self.shared.done(uid);
+        slot.release();
     }
 
     fn run(&self) {
@@ -346,7 +394,6 @@ where
         }),
         cv: Condvar::new(),
         handler,
-        shared: Arc::clone(&shared),
         max: opts.workers.max(1),
     });
     let mut threads = Vec::new();
@@ -668,11 +715,11 @@ fn hand_off<H>(
             Done::Read(r) => Some(r),
         },
         accepted: p.accepted,
+        slot: Slot::new(shared, p.uid),
     };
     pool.submit(
         Job {
             conn,
-            uid: p.uid,
             queued: Instant::now(),
         },
         threads,

@@ -446,6 +446,9 @@ struct Running {
     stream: UnixStream,
     phase: Mutex<Phase>,
     timeout_reply: Vec<u8>,
+    /// Given back once the timeout reply is out: a stuck handler must not
+    /// keep the service from its idle exit.
+    slot: crate::serve::Slot,
 }
 
 impl Running {
@@ -526,6 +529,7 @@ impl Timeouts {
                     // EOF for the dispatcher now, although the handler
                     // thread still holds the socket.
                     let _ = r.stream.shutdown(Shutdown::Both);
+                    r.slot.release();
                 }
             }
             st.sleeping_until = st.running.iter().map(|r| r.deadline).min();
@@ -605,6 +609,7 @@ where
     fn connection(self: &Arc<Self>, conn: Conn) {
         let name = self.action.as_str();
         let stream = conn.stream;
+        let slot = conn.slot;
         let (action, req, peer) = match self.prepare(conn.peer, conn.request) {
             Prepared::Reply(r) => return self.send(&stream, reply_line(r)),
             Prepared::Run(a, r, p) => (a, r, p),
@@ -618,6 +623,7 @@ where
             timeout_reply: reply_line(ActionReply::failed(format!(
                 "{name} timed out after {secs} s"
             ))),
+            slot,
         });
         let watched = self.timeouts.watch(&running);
         let dry = req.dry_run;
@@ -822,6 +828,7 @@ mod tests {
                 peer,
                 request,
                 accepted,
+                slot: crate::serve::Slot::uncounted(),
             })
         });
         let mut a2 = a.try_clone().unwrap();
