@@ -233,3 +233,34 @@ proptest! {
         std::fs::remove_dir_all(d).unwrap();
     }
 }
+
+fn remember_heavy() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        8 => ("[a-z0-9 -]{1,10}", 0u32..3, 0i64..2000)
+            .prop_map(|(id, uid, live_ms)| Op::Remember { id, uid, live_ms }),
+        1 => (0usize..3, 0u32..3).prop_map(|(action, uid)| Op::Admit { action, uid, count: true }),
+        1 => (0i64..400).prop_map(|ms| Op::Wait { ms }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3))]
+
+    /// The same across a compaction: enough records that the log is
+    /// rewritten as the live state (at least 10,000 lines, four times the
+    /// live entries) while the sequence runs.
+    #[test]
+    fn reopened_after_compaction_equals_the_writer(ops in prop::collection::vec(remember_heavy(), 12_000..12_500)) {
+        let d = dir("compaction");
+        let p = d.join("state.log");
+        let t0 = 1_700_000_000_000;
+        let mut w = Store::open(Some(p.clone()), t0).unwrap();
+        let (ids, now) = run(&mut w, &ops, t0);
+        let file_lines = std::fs::read_to_string(&p).unwrap().lines().count();
+        prop_assert!(file_lines < 10_000, "no compaction: {} lines", file_lines);
+        prop_assert_eq!(w.log_lines(), file_lines);
+        let mut r = Store::open(Some(p.clone()), now).unwrap();
+        prop_assert_eq!(observe(&mut r, &ids, now), observe(&mut w, &ids, now));
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}
