@@ -47,6 +47,8 @@ t_kill9_under_load_queued_served_answered_ids_stay_replays() {
     [ "$(jfield replies <<<"$out")" -ge 6396 ] || fail "$out"
     # and the load did outlast the kill: requests were answered after it
     [ "$(count_decisions _PID="$pid1")" -gt 0 ] || fail "the restarted dispatcher served none of the load"
+    printf '  kill -9 under load: %s sent, %s without a reply, %s served by the restarted dispatcher\n' \
+        "$(jfield sent <<<"$out")" "$(jfield no_reply <<<"$out")" "$(count_decisions _PID="$pid1")" > "$NOTES"
     # every id answered (before and after the kill) is a replay now
     local ids n=0 id r
     ids=$(sb sh -c 'head -n 15 /tmp/ids; tail -n 15 /tmp/ids')
@@ -158,9 +160,11 @@ t_secret_rotated_takes_effect_at_restart() {
     assert_eq "$(key_req "$k2" | jfield success)" true "new key after the restart"
 }
 
+NOTES=/tmp/lh-faults-notes-$$
 run_case kill9_under_load_queued_served_answered_ids_stay_replays t_kill9_under_load_queued_served_answered_ids_stay_replays
 run_case journal_stopped_action_refused_audit_unavailable_refusal_still_answered t_journal_stopped_action_refused_audit_unavailable_refusal_still_answered
 run_case state_unwritable_refused_state_unavailable t_state_unwritable_refused_state_unavailable
 run_case corrupt_state_file_exits_78_naming_the_file t_corrupt_state_file_exits_78_naming_the_file
 run_case secret_rotated_takes_effect_at_restart t_secret_rotated_takes_effect_at_restart
+cat "$NOTES" 2>/dev/null; rm -f "$NOTES"
 finish
