@@ -633,3 +633,7 @@ mod tests {
         std::fs::remove_dir_all(p.parent().unwrap()).unwrap();
     }
 }
+
+#[cfg(test)]
+#[path = "state_props.rs"]
+mod props;

@@ -319,6 +319,10 @@ pub fn validate_unit_name(name: &str) -> Result<String, String> {
     } else {
         format!("{name}.service")
     };
+    // The suffix can make a `..` of its own: "a@." would become "a@..service".
+    if full.contains("..") {
+        return Err(format!("unit name {name:?} is not a valid unit name"));
+    }
     if full.len() > 255 {
         return Err("unit name is longer than 255 bytes".into());
     }

@@ -319,3 +319,139 @@ mod tests {
         assert_eq!(Decoder::new(8).eof(), Err(ReadError::Incomplete));
     }
 }
+
+/// Properties of the framing (proptest): the reader's only state is the
+/// bytes received so far, so what it decides on every prefix is what it
+/// decides for every chunking; the socket-level ones check the loop itself.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::{Map, Value};
+    use std::io::Write;
+    use std::thread;
+
+    fn scalar() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            any::<i64>().prop_map(Value::from),
+            any::<bool>().prop_map(Value::from),
+            Just(Value::Null),
+            // any Unicode, quotes, backslashes and braces included
+            ".{0,12}".prop_map(Value::from),
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        scalar().prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(".{0,6}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>())),
+            ]
+        })
+    }
+
+    fn object() -> impl Strategy<Value = Value> {
+        prop::collection::btree_map(".{0,8}", value(), 0..6)
+            .prop_map(|m| Value::Object(m.into_iter().collect()))
+    }
+
+    /// Compact or pretty, as a client may send it.
+    fn encoded() -> impl Strategy<Value = (Value, Vec<u8>)> {
+        (object(), any::<bool>()).prop_map(|(v, pretty)| {
+            let b = if pretty {
+                serde_json::to_vec_pretty(&v)
+            } else {
+                serde_json::to_vec(&v)
+            };
+            (v, b.unwrap_or_default())
+        })
+    }
+
+    /// Writes `chunks` one by one, each after the reader has had time to
+    /// take the last (so they are separate reads), keeping the write side open.
+    fn deliver(bytes: Vec<u8>, cuts: Vec<usize>) -> Result<Value, ReadError> {
+        let (mut a, mut b) = UnixStream::pair().unwrap();
+        let t = thread::spawn(move || {
+            let mut at = 0;
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (bytes.len() + 1)).collect();
+            cuts.sort_unstable();
+            for c in cuts.into_iter().chain([bytes.len()]) {
+                if c > at {
+                    if a.write_all(&bytes[at..c]).is_err() {
+                        break;
+                    }
+                    at = c;
+                    thread::sleep(Duration::from_micros(200));
+                }
+            }
+            a
+        });
+        let r = read_one_object(&mut b, 65536, Duration::from_secs(5));
+        drop(t.join().unwrap());
+        r
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Every proper prefix of an object needs more; the whole reads as it.
+        #[test]
+        fn every_prefix_needs_more_and_the_whole_is_the_object((v, bytes) in encoded()) {
+            for k in 0..bytes.len() {
+                prop_assert!(matches!(attempt(&bytes[..k]), Attempt::NeedMore), "prefix {k} of {:?}", String::from_utf8_lossy(&bytes));
+            }
+            match attempt(&bytes) {
+                Attempt::Complete(w) => prop_assert_eq!(w, v),
+                _ => prop_assert!(false, "whole object not complete"),
+            }
+        }
+
+        /// Only the first object is taken (the v1 client sends one and waits);
+        /// whatever follows it, another object or junk, is never read as part of it.
+        #[test]
+        fn the_first_object_is_taken_whatever_follows(
+            (v, bytes) in encoded(),
+            tail in prop_oneof![
+                encoded().prop_map(|(_, b)| b),
+                prop::collection::vec(any::<u8>(), 0..64),
+            ],
+        ) {
+            let mut all = bytes.clone();
+            all.extend_from_slice(&tail);
+            match attempt(&all) {
+                Attempt::Complete(w) => prop_assert_eq!(w, v),
+                _ => prop_assert!(false, "first object not taken"),
+            }
+        }
+
+        /// Leading white space is skipped; junk before the object is malformed.
+        #[test]
+        fn leading_junk_is_malformed(ws in "[ \t\r\n]{0,4}", junk in "[^ \t\r\n\\[{\"0-9tfn-]", (_, bytes) in encoded()) {
+            let mut a = ws.clone().into_bytes();
+            a.extend_from_slice(&bytes);
+            prop_assert!(matches!(attempt(&a), Attempt::Complete(_)));
+            let mut b = ws.into_bytes();
+            b.extend_from_slice(junk.as_bytes());
+            b.extend_from_slice(&bytes);
+            prop_assert!(matches!(attempt(&b), Attempt::Bad(_)));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// On a real socket, any chunking reads the same object, without a
+        /// newline or a shutdown of the write side, followed by anything.
+        #[test]
+        fn any_chunking_on_a_socket_reads_the_same(
+            (v, bytes) in encoded(),
+            cuts in prop::collection::vec(any::<usize>(), 0..8),
+            tail in prop::collection::vec(any::<u8>(), 0..16),
+        ) {
+            let mut all = bytes;
+            all.extend_from_slice(&tail);
+            prop_assert_eq!(deliver(all, cuts), Ok(v));
+        }
+    }
+}

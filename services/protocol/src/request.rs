@@ -73,7 +73,7 @@ pub fn parse_request(v: Value) -> Result<Request, String> {
         Some(_) => return Err("field \"signature\" must be a string or null".into()),
         None => return Err("field \"signature\" is missing".into()),
     };
-    if id.is_empty() || id.len() > 128 || id.chars().any(char::is_control) {
+    if id.is_empty() || id.len() > 128 || id.chars().any(|c| c.is_control() || invisible(c)) {
         return Err("field \"id\" must be 1-128 printable characters".into());
     }
     Ok(Request {
@@ -85,6 +85,20 @@ pub fn parse_request(v: Value) -> Result<Request, String> {
         signature,
         dry_run,
     })
+}
+
+/// Unicode format characters (general category Cf: bidi overrides,
+/// zero-width spaces and joiners, the BOM, tags) and the line and paragraph
+/// separators: not printable, and in an audit record they make one id look
+/// like another or reorder the text around it.
+fn invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{0600}'..='\u{0605}' | '\u{061C}' | '\u{06DD}' | '\u{070F}'
+        | '\u{0890}'..='\u{0891}' | '\u{08E2}' | '\u{180E}' | '\u{200B}'..='\u{200F}'
+        | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}'
+        | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}' | '\u{110BD}' | '\u{110CD}'
+        | '\u{13430}'..='\u{1343F}' | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}'
+        | '\u{E0001}' | '\u{E0020}'..='\u{E007F}')
 }
 
 /// The parameters as v2 signs them: JSON with keys sorted by code point, no
@@ -173,6 +187,30 @@ mod tests {
         let mut r2 = r.clone();
         r2.parameters.insert("x".into(), json!(1.5));
         assert!(signing_message(&r2).is_err());
+    }
+
+    #[test]
+    fn ids_with_format_or_separator_characters_are_refused() {
+        // found by tests/reliability_hostile.sh: a bidi override or a
+        // zero-width space in an id was accepted and reached the journal
+        for id in [
+            "req-\u{202e}1337",
+            "req\u{200b}-1",
+            "req\u{2028}-1",
+            "\u{feff}a",
+            "a\u{e0041}",
+        ] {
+            let mut v = v1();
+            v["id"] = json!(id);
+            assert!(
+                parse_request(v).unwrap_err().contains("printable"),
+                "{id:?}"
+            );
+        }
+        // look-alikes are printable: distinct ids, compared byte for byte
+        let mut v = v1();
+        v["id"] = json!("id-\u{0430}");
+        assert_eq!(parse_request(v).unwrap().id, "id-\u{0430}");
     }
 
     #[test]
