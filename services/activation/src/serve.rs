@@ -408,8 +408,17 @@ where
     );
     pool.lock().stop = true;
     pool.cv.notify_all();
+    // Idle means every connection was answered; a handler still running has
+    // given its slot back past its timeout (it is stuck) and ends with the
+    // process. Waiting for it would keep the service from exiting.
     for t in threads {
-        let _ = t.join();
+        let deadline = Instant::now() + Duration::from_millis(200);
+        while !t.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if t.is_finished() {
+            let _ = t.join();
+        }
     }
     result
 }
