@@ -115,17 +115,12 @@ t_silent_connections_do_not_starve_another_caller() {
     sb sh -c 'kill $(cat /tmp/silent.pid)'; TEARDOWN_HOOK=
     echo "bob answered after $ms ms behind 1000 silent connections"
     assert_eq "$(jfield success <<<"$r")" true "bob's status: $r"
-    # What holds on this branch: the serve loop has max_connections (64)
-    # slots and cuts each silent connection at request_timeout_ms (1 s
-    # here), so a newcomer waits for the backlog ahead of it to time out:
-    # at most 1000 / 64 x 1 s, plus slack.
-    [ "$ms" -lt 25000 ] || fail "bob waited $ms ms"
-    # MISSING PIECE, not a skip: with per-uid connection caps and a
-    # first-byte deadline in the serve loop (another engineer's change, not
-    # on this branch yet), bob must be answered promptly. Once it lands,
-    # make this the assertion:
-    #   [ "$ms" -lt 1000 ] || fail "bob waited $ms ms behind another uid's silent connections"
-    echo "  pending (per-uid connection caps): bob should wait < 1000 ms, waited $ms ms" > "$NOTES"
+    # The silent caller holds at most max_connections_per_uid (16) slots;
+    # its other connections are refused at once, and the ones it holds are
+    # cut at the first-byte deadline. Another caller is served at once: 2 s
+    # leaves room for a loaded CI machine, not for waiting out the backlog
+    # (1000 / 64 x 1 s would be about 16 s).
+    [ "$ms" -lt 2000 ] || fail "bob waited $ms ms behind another uid's silent connections"
 }
 
 t_dispatcher_unharmed() {
