@@ -14,7 +14,10 @@ install_project
 # forgotten by the next and memory can plateau. The caller's budget is one
 # request a day, spent below, so that adjust_swappiness is "over the limit"
 # without ever running.
+# All 64 load clients are root: the per-uid connection cap (16 by default,
+# so that one caller cannot hold every slot) would refuse most of them.
 set_config 'idle_timeout_secs = 3600
+max_connections_per_uid = 128
 max_clock_skew_secs = 5
 max_ids_per_caller = 1000000
 status_rate_limit = { max = 1000000, window_secs = 300 }
