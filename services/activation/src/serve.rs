@@ -24,6 +24,21 @@ pub fn serve<H>(listener: &UnixListener, opts: ServeOptions, handler: H) -> std:
 where
     H: Fn(UnixStream) + Send + Sync + 'static,
 {
+    serve_all(&[listener], opts, move |_, s| handler(s))
+}
+
+/// [`serve`] on several listeners at once (one service behind several
+/// socket units): `handler` is told the index of the listener a connection
+/// came from. The idle period and `max_connections` count every listener's
+/// connections together.
+pub fn serve_all<H>(
+    listeners: &[&UnixListener],
+    opts: ServeOptions,
+    handler: H,
+) -> std::io::Result<()>
+where
+    H: Fn(usize, UnixStream) + Send + Sync + 'static,
+{
     let handler = Arc::new(handler);
     let state = Arc::new((
         Mutex::new(Active {
@@ -58,7 +73,10 @@ where
             left
         };
         let ms = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX).max(1);
-        let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+        let mut fds: Vec<PollFd<'_>> = listeners
+            .iter()
+            .map(|l| PollFd::new(l.as_fd(), PollFlags::POLLIN))
+            .collect();
         match poll(
             &mut fds,
             PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
@@ -68,7 +86,15 @@ where
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(e.into()),
         }
-        let stream = match listener.accept() {
+        // The first ready listener; the others are served on the next turn.
+        let Some(which) = fds.iter().position(|f| {
+            f.revents()
+                .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLERR))
+        }) else {
+            continue;
+        };
+        drop(fds);
+        let stream = match listeners[which].accept() {
             Ok((s, _)) => s,
             // The peer may have gone between poll and accept.
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => continue,
@@ -96,7 +122,7 @@ where
                     }
                 }
                 let _done = Done(st);
-                h(stream);
+                h(which, stream);
             });
         if let Err(e) = spawned {
             // Could not get a thread: the stream was moved into the failed
