@@ -7,12 +7,14 @@
 //! signature that also covers the parameters.
 
 mod codec;
+mod id;
 mod internal;
 mod refusal;
 mod request;
 mod response;
 
 pub use codec::{read_one_object, ReadError};
+pub use id::uuid4;
 pub use internal::{ActionReply, ActionRequest, Caller};
 pub use refusal::{ErrorKind, Refusal};
 pub use request::{canonical_parameters, parse_request, signing_message, Request, Version};
