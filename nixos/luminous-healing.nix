@@ -567,6 +567,12 @@ in
           ];
           socketConfig.SocketGroup = cfg.group;
         };
+        # io.luminous.Healing, served by the same dispatcher (docs/protocol.md):
+        # access is this socket's group plus the policy, there is no key.
+        luminous-healing-varlink = {
+          wantedBy = [ "sockets.target" ];
+          socketConfig.SocketGroup = cfg.group;
+        };
       }
       // lib.genAttrs (map (a: "luminous-healing-${a}") enabledActions) (_: {
         wantedBy = [ "sockets.target" ];
