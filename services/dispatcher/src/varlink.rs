@@ -654,4 +654,74 @@ mod tests {
         assert_eq!(info["interfaces"], json!([SERVICE, INTERFACE]));
         assert!(Reply::Ok(json!({})).encode().ends_with(b"}\0"));
     }
+
+    #[test]
+    fn calls_take_the_json_protocols_stages_and_reasons() {
+        let tmp = std::env::temp_dir().join(format!("lh-varlink-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).unwrap();
+        let _servers = crate::golden::stand_in_actions(&tmp);
+        let ctx = crate::golden::ctx("", &tmp).unwrap();
+        let member = Peer {
+            uid: 1000,
+            gid: 3000,
+            pid: 42,
+            groups: vec![3000],
+        };
+        let stranger = Peer {
+            uid: 1234,
+            gid: 1234,
+            pid: 43,
+            groups: vec![],
+        };
+        let ask = |m: &str, p: Value, peer: &Peer| {
+            let text = json!({"method": format!("{INTERFACE}.{m}"), "parameters": p}).to_string();
+            call(
+                &ctx,
+                parse_message(text.as_bytes()).unwrap(),
+                peer,
+                Instant::now(),
+            )
+            .unwrap()
+        };
+        let err = |r: Reply| match r {
+            Reply::Error(e, p) => (e, p),
+            r => panic!("not an error: {r:?}"),
+        };
+        let (e, p) = err(ask("AdjustSwappiness", json!({"value": 101}), &member));
+        assert_eq!(e, "io.luminous.Healing.InvalidParameter");
+        assert_eq!(
+            p["reason"],
+            "Invalid parameters: swappiness 101 is outside 0-100"
+        );
+        let (e, p) = err(ask("AdjustSwappiness", json!({"value": "x"}), &member));
+        assert_eq!(
+            (e.as_str(), &p),
+            (
+                "org.varlink.service.InvalidParameter",
+                &json!({"parameter": "value"})
+            )
+        );
+        let (e, p) = err(ask("Status", json!({}), &stranger));
+        assert_eq!(
+            (e.as_str(), p["reason"].as_str()),
+            ("io.luminous.Healing.NotAllowed", Some("Caller not allowed"))
+        );
+        let Reply::Ok(p) = ask("Status", json!({}), &member) else {
+            panic!("status refused")
+        };
+        assert!(p["output"].as_str().unwrap().contains("\"version\""), "{p}");
+        assert_eq!(p["id"].as_str().unwrap().len(), 36);
+        let (e, _) = err(ask("Reboot", json!({}), &member));
+        assert_eq!(e, "org.varlink.service.MethodNotFound");
+        let oneway = json!({"method": "io.luminous.Healing.Status", "oneway": true}).to_string();
+        assert!(call(
+            &ctx,
+            parse_message(oneway.as_bytes()).unwrap(),
+            &member,
+            Instant::now()
+        )
+        .is_none());
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
 }
