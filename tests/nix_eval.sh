@@ -285,9 +285,11 @@ sd = d["systemd"]
 main = sd["sockets"]["luminous-healing"]
 assert main["listenStreams"] == ["", "/run/heal.sock"] and main["socketConfig"]["SocketGroup"] == "ops", main
 assert "luminous-healing-rollback_generation" not in sd["sockets"], sorted(sd["sockets"])
-assert len([n for n in sd["sockets"] if n.startswith("luminous-healing-")]) == 7, sorted(sd["sockets"])
+actions = [n for n in sd["sockets"] if n.startswith("luminous-healing-") and n != "luminous-healing-varlink"]
+assert len(actions) == 7, sorted(sd["sockets"])
+assert sd["sockets"]["luminous-healing-varlink"]["socketConfig"] == {"SocketGroup": "ops"}, sd["sockets"]["luminous-healing-varlink"]
 for name, sock in sd["sockets"].items():
-    if name != "luminous-healing":
+    if name not in ("luminous-healing", "luminous-healing-varlink"):
         assert sock["socketConfig"] == {"SocketUser": "healer", "SocketGroup": "ops"}, (name, sock)
 disp = sd["services"]["luminous-healing"]["serviceConfig"]
 assert disp["LoadCredential"] == ["", "secret:/nix/store/eval-luminous-healing-secret"], disp
