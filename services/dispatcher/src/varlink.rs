@@ -675,10 +675,10 @@ mod tests {
             groups: vec![],
         };
         let ask = |m: &str, p: Value, peer: &Peer| {
-            let text = json!({"method": format!("{INTERFACE}.{m}"), "parameters": p}).to_string();
             call(
                 &ctx,
-                parse_message(text.as_bytes()).unwrap(),
+                parse_message(json!({"method": format!("{INTERFACE}.{m}"), "parameters": p}))
+                    .unwrap(),
                 peer,
                 Instant::now(),
             )
@@ -714,10 +714,10 @@ mod tests {
         assert_eq!(p["id"].as_str().unwrap().len(), 36);
         let (e, _) = err(ask("Reboot", json!({}), &member));
         assert_eq!(e, "org.varlink.service.MethodNotFound");
-        let oneway = json!({"method": "io.luminous.Healing.Status", "oneway": true}).to_string();
+        let oneway = json!({"method": "io.luminous.Healing.Status", "oneway": true});
         assert!(call(
             &ctx,
-            parse_message(oneway.as_bytes()).unwrap(),
+            parse_message(oneway).unwrap(),
             &member,
             Instant::now()
         )
