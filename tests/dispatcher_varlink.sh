@@ -27,19 +27,22 @@ SOCK=/run/luminous-healing/io.luminous.Healing
 IFACE=io.luminous.Healing
 RUNNING=lh-vl-running.service
 STOPPED=lh-vl-stopped.service
+SLOW=lh-vl-slow.service
 sb mkdir -p /run/systemd/system
 # RUNNING orders itself after STOPPED: the reference keeps STOPPED loaded
 # while inactive (systemd unloads an inactive unit nothing references).
 printf '[Unit]\nAfter=%s\n[Service]\nExecStart=/bin/sleep infinity\n' "$STOPPED" \
     | sb tee "/run/systemd/system/$RUNNING" >/dev/null
 printf '[Service]\nExecStart=/bin/sleep infinity\n' | sb tee "/run/systemd/system/$STOPPED" >/dev/null
+# A restart of this one takes 2 s (its ExecStop=).
+printf '[Service]\nExecStart=/bin/sleep infinity\nExecStop=/bin/sleep 2\n' | sb tee "/run/systemd/system/$SLOW" >/dev/null
 sb systemctl daemon-reload
-sb systemctl start "$RUNNING"
+sb systemctl start "$RUNNING" "$SLOW"
 add_caller lh-vl-member -G luminous-healing
 add_caller lh-vl-outsider
 
 cleanup() {
-    sb systemctl stop "$RUNNING" "$STOPPED" 2>/dev/null || true
+    sb systemctl stop "$RUNNING" "$STOPPED" "$SLOW" 2>/dev/null || true
     sb rm -f /run/systemd/system/lh-vl-* || true
 }
 TEARDOWN_HOOK=cleanup
@@ -184,6 +187,49 @@ t_one_dispatcher_serves_both_sockets() {
     assert_eq "$(sb systemctl show -P MainPID luminous-healing.service)" "$pid" "MainPID:"
 }
 
+# Raw Varlink on the socket (python3's socket module, no package): two calls
+# written at once on one connection are answered in order on it, a third
+# after a pause too; then a Status on a second connection while a 2 s
+# restart runs on the first is answered before the restart is.
+t_one_connection_carries_several_calls_and_a_slow_one_blocks_no_other() {
+    local out
+    out=$(sb python3 - "$SOCK" "$SLOW" <<'PY'
+import json, socket, sys, time
+sock, slow = sys.argv[1], sys.argv[2]
+def conn():
+    s = socket.socket(socket.AF_UNIX); s.connect(sock); return s
+def send(s, method, params=None):
+    s.sendall(json.dumps({"method": "io.luminous.Healing." + method, "parameters": params or {}}).encode() + b"\0")
+def replies(s, n, buf=b""):
+    while buf.count(b"\0") < n:
+        b = s.recv(65536)
+        if not b: raise SystemExit("closed after %r" % buf)
+        buf += b
+    return [json.loads(m) for m in buf.split(b"\0")[:n]]
+a = conn()
+a.sendall(b"".join(json.dumps({"method": "io.luminous.Healing.Status"}).encode() + b"\0" for _ in range(2)))
+two = replies(a, 2)
+time.sleep(1.5)
+send(a, "Status")
+third = replies(a, 1)
+print("pipelined", len(two), all("output" in r["parameters"] for r in two + third))
+t0 = time.monotonic()
+send(a, "RestartService", {"unit": slow})
+time.sleep(0.3)
+b = conn(); send(b, "Status")
+st = replies(b, 1)[0]
+status_at = time.monotonic() - t0
+restart = replies(a, 1)[0]
+restart_at = time.monotonic() - t0
+print("status", "output" in st["parameters"], "restart", "output" in restart["parameters"], restart)
+print("status_before_restart", status_at < restart_at and status_at < 1.5 and restart_at >= 2, "%.2f %.2f" % (status_at, restart_at))
+PY
+) || fail "client: $out"
+    assert_contains "$out" "pipelined 2 True"
+    assert_contains "$out" "status True restart True"
+    assert_contains "$out" "status_before_restart True"
+}
+
 run_case socket_is_the_groups_and_listed t_socket_is_the_groups_and_listed
 run_case introspection_lists_the_interface t_introspection_lists_the_interface
 run_case restart_service_restarts_a_real_unit_and_is_audited t_restart_service_restarts_a_real_unit_and_is_audited
@@ -193,5 +239,6 @@ run_case dry_run_changes_nothing t_dry_run_changes_nothing
 run_case parameters_are_typed t_parameters_are_typed
 run_case outsider_cannot_connect t_outsider_cannot_connect
 run_case member_gets_status_and_healctl_varlink_works t_member_gets_status_and_healctl_varlink_works
+run_case one_connection_carries_several_calls_and_a_slow_one_blocks_no_other t_one_connection_carries_several_calls_and_a_slow_one_blocks_no_other
 run_case one_dispatcher_serves_both_sockets t_one_dispatcher_serves_both_sockets
 finish
