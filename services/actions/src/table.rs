@@ -267,6 +267,8 @@ pub static ACTIONS: &[Action] = &[
             privilege_why: "A dynamic, unprivileged user holding CAP_KILL and nothing else: \
                  kill(2) of another user's process needs CAP_KILL even as root, and with it \
                  (ambient) a non-root process can signal anyone. Nothing else is needed.",
+            // /proc is a mount root (the unit's own procfs instance), whose
+            // inode stays pinned, so a rule on it keeps matching.
             landlock: &[ro("/proc")],
             signals: true,
             uses_bus: false,
@@ -333,6 +335,15 @@ pub static ACTIONS: &[Action] = &[
             privilege_why: "Root uid, no capabilities: the store, the profiles and the GC \
                  roots are root's own files, so uid 0 removes them without CAP_DAC_OVERRIDE or \
                  CAP_FOWNER (found by experiment, see docs/privileges.md).",
+            // What `nix-collect-garbage -d` touches (traced with strace in
+            // the test container): the store and its state (read, write, and
+            // execute: on NixOS the program itself lives in the store), the
+            // program and the system libraries (Debian), the few files in
+            // /etc that nix and its libraries read at start, /proc (its own
+            // maps and mount namespace, /proc/stat, and the runtime-root
+            // scan), the CPU count, /dev/null for stdin and /dev/urandom. Not
+            // the rest of /etc: root can read /etc/shadow, this action has no
+            // reason to.
             landlock: &[
                 full("/nix"),
                 // Optional: a missing program should be a clear error per

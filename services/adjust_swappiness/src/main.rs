@@ -8,8 +8,9 @@
 //! dentry (cache drops, memory pressure), which made a long-running instance
 //! answer EACCES (docs/benchmarks.md, finding 6).
 
-use healing_activation::worker::{run_worker, Env, Gate, Job, PathRule, Ruleset, WorkerSpec};
-use healing_policy::{Action, ActionName, Config, Facts};
+use healing_activation::worker::{run_worker, Env, Gate, Job, Ruleset};
+use healing_policy::params::AdjustSwappiness;
+use healing_policy::Facts;
 use healing_protocol::ActionReply;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -17,16 +18,6 @@ use std::path::Path;
 use std::process::ExitCode;
 
 const SWAPPINESS: &str = "/proc/sys/vm/swappiness";
-
-static SPEC: WorkerSpec = WorkerSpec {
-    action: ActionName::AdjustSwappiness,
-    capabilities: &[],
-    landlock: ruleset,
-};
-
-fn ruleset(_: &Config) -> Ruleset {
-    Ruleset::new(vec![PathRule::held_rw(SWAPPINESS)])
-}
 
 /// The whole value, read from offset 0 (a sysctl file reads as empty from
 /// any other offset, which ends the loop).
@@ -79,27 +70,18 @@ fn set(f: &File, path: &Path, value: u8) -> Result<String, String> {
     Ok(format!("vm.swappiness {old} -> {new}"))
 }
 
-fn handle(job: &Job, env: &Env) -> ActionReply {
-    let action = &job.action;
+fn handle(job: &Job<AdjustSwappiness>, env: &Env) -> ActionReply {
     if let Gate::Reply(r) = env.gate(job, &Facts::None) {
         return r;
     }
-    match action {
-        Action::AdjustSwappiness { value } => {
-            let path = Path::new(SWAPPINESS);
-            Ruleset::held_file(path)
-                .and_then(|f| set(&f, path, *value))
-                .into()
-        }
-        other => ActionReply::failed(format!(
-            "adjust_swappiness cannot perform {:?}",
-            other.name()
-        )),
-    }
+    let path = Path::new(SWAPPINESS);
+    Ruleset::held_file(path)
+        .and_then(|f| set(&f, path, job.params.value))
+        .into()
 }
 
 fn main() -> ExitCode {
-    run_worker(&SPEC, handle)
+    run_worker(handle)
 }
 
 #[cfg(test)]
