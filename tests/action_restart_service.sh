@@ -63,7 +63,7 @@ t_restart_changes_invocation_id_and_reports_done() {
     assert_one_decision rs-ok success
 }
 
-t_name_without_suffix_is_a_service_and_allow_listed_by_normal_form() {
+t_name_without_suffix_is_allow_listed_by_normal_form_and_its_failed_job_reported() {
     # "lh-restart-fails" in the allow-list matches a request for the .service.
     local r
     assert_eq "$(sb systemctl is-active "$FAILING")" failed "before the request:"
@@ -151,7 +151,7 @@ t_service_runs_as_declared() {
 }
 
 run_case restart_changes_invocation_id_and_reports_done t_restart_changes_invocation_id_and_reports_done
-run_case failed_job_result_reported t_name_without_suffix_is_a_service_and_allow_listed_by_normal_form
+run_case name_without_suffix_allow_listed_and_failed_job_reported t_name_without_suffix_is_allow_listed_by_normal_form_and_its_failed_job_reported
 run_case job_timeout_reported t_job_timeout_is_reported_with_the_job
 run_case invalid_names_refused t_invalid_names_are_refused_and_nothing_restarts
 run_case not_allow_listed_refused_by_dispatcher t_not_allow_listed_is_refused_by_the_dispatcher
