@@ -82,6 +82,30 @@ const PROC_SYS_VM: &[Change] = &[
     unset("ProcSubset", "Not ProcSubset=pid: it would hide /proc/sys."),
 ];
 
+/// adjust_swappiness and clear_system_cache: root writes the one file of
+/// /proc/sys/vm that `landlock` holds open from before confinement.
+const fn sysctl_vm(description: &'static str, landlock: &'static [crate::Rule]) -> Service {
+    Service {
+        description,
+        user: User::Root,
+        capabilities: &[],
+        privilege_why: "Root uid, no capabilities: the file under /proc/sys/vm is root's and the \
+             kernel checks nothing but the file mode. Non-root cannot write it, whatever \
+             capabilities it holds (found by experiment, see docs/privileges.md).",
+        landlock,
+        signals: false,
+        uses_bus: false,
+        stop_timeout_secs: 10,
+        kill_mode_why: None,
+        fence: Fence {
+            why: FENCE_WHY,
+            confined: true,
+            changes: PROC_SYS_VM,
+        },
+        exposure: "0.7",
+    }
+}
+
 const FENCE_WHY: &str = "The binary asserts the capability sets above and applies its own \
      landlock ruleset at start; the rest is the unit's fence around it.";
 
@@ -176,28 +200,13 @@ pub static ACTIONS: &[Action] = &[
         command: Command {
             help: "sync and drop the page cache, dentries and inodes",
         },
-        service: Some(Service {
-            description: "sync and drop the page cache, dentries and inodes",
-            user: User::Root,
-            capabilities: &[],
-            privilege_why: "Root uid, no capabilities: /proc/sys/vm/drop_caches is root's and \
-                 the kernel checks nothing but the file mode. Non-root cannot write it, \
-                 whatever capabilities it holds (found by experiment, see docs/privileges.md).",
-            landlock: &[rule(
+        service: Some(sysctl_vm(
+            "sync and drop the page cache, dentries and inodes",
+            &[rule(
                 RulePath::Fixed("/proc/sys/vm/drop_caches"),
                 Access::HeldWrite,
             )],
-            signals: false,
-            uses_bus: false,
-            stop_timeout_secs: 10,
-            kill_mode_why: None,
-            fence: Fence {
-                why: FENCE_WHY,
-                confined: true,
-                changes: PROC_SYS_VM,
-            },
-            exposure: "0.7",
-        }),
+        )),
     },
     Action {
         name: "adjust_swappiness",
@@ -210,28 +219,13 @@ pub static ACTIONS: &[Action] = &[
         timeout_secs: 10,
         configurable: true,
         command: Command { help: "0-100" },
-        service: Some(Service {
-            description: "set vm.swappiness",
-            user: User::Root,
-            capabilities: &[],
-            privilege_why: "Root uid, no capabilities: /proc/sys/vm/swappiness is root's and \
-                 the kernel checks nothing but the file mode. Non-root cannot write it, \
-                 whatever capabilities it holds (found by experiment, see docs/privileges.md).",
-            landlock: &[rule(
+        service: Some(sysctl_vm(
+            "set vm.swappiness",
+            &[rule(
                 RulePath::Fixed("/proc/sys/vm/swappiness"),
                 Access::HeldReadWrite,
             )],
-            signals: false,
-            uses_bus: false,
-            stop_timeout_secs: 10,
-            kill_mode_why: None,
-            fence: Fence {
-                why: FENCE_WHY,
-                confined: true,
-                changes: PROC_SYS_VM,
-            },
-            exposure: "0.7",
-        }),
+        )),
     },
     Action {
         name: "kill_process",

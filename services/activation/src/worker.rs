@@ -225,6 +225,22 @@ impl Env {
     }
 }
 
+/// The whole handler of an action that writes one file held open from
+/// before confinement (the sysctls, whose inodes a landlock rule cannot
+/// follow): gate with no facts, then `act` on the held descriptor.
+pub fn with_held_file<P>(
+    job: &Job<P>,
+    env: &Env,
+    path: &str,
+    act: impl FnOnce(&std::fs::File, &std::path::Path) -> Result<String, String>,
+) -> ActionReply {
+    if let Gate::Reply(r) = env.gate(job, &Facts::None) {
+        return r;
+    }
+    let path = std::path::Path::new(path);
+    Ruleset::held_file(path).and_then(|f| act(&f, path)).into()
+}
+
 /// Resolves the `[callers]` names of `config` with the system's user and
 /// group databases (NSS): done before landlock, which would hide them.
 pub fn resolve_policy(config: &Config) -> Result<Policy, healing_policy::ConfigError> {

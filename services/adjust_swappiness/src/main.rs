@@ -8,9 +8,8 @@
 //! dentry (cache drops, memory pressure), which made a long-running instance
 //! answer EACCES (docs/benchmarks.md, finding 6).
 
-use healing_activation::worker::{run_worker, Env, Gate, Job, Ruleset};
+use healing_activation::worker::{run_worker, with_held_file, Env, Job};
 use healing_policy::params::AdjustSwappiness;
-use healing_policy::Facts;
 use healing_protocol::ActionReply;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -71,13 +70,9 @@ fn set(f: &File, path: &Path, value: u8) -> Result<String, String> {
 }
 
 fn handle(job: &Job<AdjustSwappiness>, env: &Env) -> ActionReply {
-    if let Gate::Reply(r) = env.gate(job, &Facts::None) {
-        return r;
-    }
-    let path = Path::new(SWAPPINESS);
-    Ruleset::held_file(path)
-        .and_then(|f| set(&f, path, job.params.value))
-        .into()
+    with_held_file(job, env, SWAPPINESS, |f, path| {
+        set(f, path, job.params.value)
+    })
 }
 
 fn main() -> ExitCode {
@@ -87,6 +82,7 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use healing_activation::worker::Ruleset;
 
     #[test]
     fn reports_old_and_new_on_a_stand_in_file() {

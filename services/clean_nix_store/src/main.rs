@@ -23,7 +23,7 @@
 //!   nix warn on every run. (The space before `=` is required.)
 
 use healing_activation::worker::{run_worker, Env, Gate, Job};
-use healing_exec::{generations, ExecError};
+use healing_exec::generations;
 use healing_policy::params::CleanNixStore;
 use healing_policy::{ActionName, Config, Facts, Plan};
 use healing_protocol::ActionReply;
@@ -126,29 +126,17 @@ fn collect(config: &Config, delete_generations: bool, note: Option<&str>) -> Act
                 f.output
             )),
         },
-        Ok(f) => ActionReply::failed(format!(
-            "{shown} failed with {}:\n{}",
-            f.describe_status(),
-            f.output
-        )),
-        Err(ExecError::Timeout { after, output }) => ActionReply::failed(format!(
-            "{shown} did not finish within {} s and was killed:\n{output}",
-            after.as_secs()
-        )),
-        Err(e) => ActionReply::failed(e.to_string()),
+        other => ActionReply::failed(healing_exec::failure(&shown, other, "")),
     }
 }
 
 fn handle(job: &Job<CleanNixStore>, env: &Env) -> ActionReply {
-    if let Err(r) = healing_policy::permit(&env.policy, &job.caller_info(), &job.action) {
-        return ActionReply::failed(r.to_string());
-    }
     let config = &env.config;
     // Held until the collection has finished: no rollback starts meanwhile.
     let (_lock, _, facts) =
-        match generations::lock_and_read(&config.nix_profiles_dir(), &config.current_system()) {
+        match generations::permit_and_lock(&env.policy, &job.caller_info(), &job.action, config) {
             Ok(r) => r,
-            Err(e) => return ActionReply::failed(format!("cannot read the generations: {e}")),
+            Err(e) => return ActionReply::failed(e),
         };
     match env.gate(job, &Facts::Generations(facts)) {
         Gate::Reply(r) => r,

@@ -9,9 +9,8 @@
 //! evicts its dentry, which this very action makes it do (docs/benchmarks.md,
 //! finding 6).
 
-use healing_activation::worker::{run_worker, Env, Gate, Job, Ruleset};
+use healing_activation::worker::{run_worker, with_held_file, Env, Job};
 use healing_policy::params::ClearSystemCache;
-use healing_policy::Facts;
 use healing_protocol::ActionReply;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -42,13 +41,7 @@ fn clear(f: &File, path: &Path) -> Result<String, String> {
 }
 
 fn handle(job: &Job<ClearSystemCache>, env: &Env) -> ActionReply {
-    if let Gate::Reply(r) = env.gate(job, &Facts::None) {
-        return r;
-    }
-    let path = Path::new(DROP_CACHES);
-    Ruleset::held_file(path)
-        .and_then(|f| clear(&f, path))
-        .into()
+    with_held_file(job, env, DROP_CACHES, clear)
 }
 
 fn main() -> ExitCode {
@@ -58,6 +51,7 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use healing_activation::worker::Ruleset;
 
     #[test]
     fn writes_3_to_a_stand_in_file() {

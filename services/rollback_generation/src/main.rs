@@ -23,7 +23,7 @@
 //! planned generation, or the reply is a failure saying which it is.
 
 use healing_activation::worker::{run_worker, Env, Gate, Job};
-use healing_exec::{generations, ExecError};
+use healing_exec::generations;
 use healing_policy::params::RollbackGeneration;
 use healing_policy::{ActionName, Config, Facts, Plan};
 use healing_protocol::ActionReply;
@@ -69,29 +69,21 @@ fn rollback(config: &Config, from: u32, to: u32) -> ActionReply {
                 )),
             }
         }
-        Ok(f) => ActionReply::failed(format!(
-            "{shown} failed with {}:\n{}",
-            f.describe_status(),
-            f.output
+        other => ActionReply::failed(healing_exec::failure(
+            &shown,
+            other,
+            " (the system may be between generations: check `nixos-rebuild list-generations`)",
         )),
-        Err(ExecError::Timeout { after, output }) => ActionReply::failed(format!(
-            "{shown} did not finish within {} s and was killed (the system may be between generations: check `nixos-rebuild list-generations`):\n{output}",
-            after.as_secs()
-        )),
-        Err(e) => ActionReply::failed(e.to_string()),
     }
 }
 
 fn handle(job: &Job<RollbackGeneration>, env: &Env) -> ActionReply {
-    if let Err(r) = healing_policy::permit(&env.policy, &job.caller_info(), &job.action) {
-        return ActionReply::failed(r.to_string());
-    }
     let config = &env.config;
     // Held until nixos-rebuild has finished: no GC starts meanwhile.
     let (_lock, gens, facts) =
-        match generations::lock_and_read(&config.nix_profiles_dir(), &config.current_system()) {
+        match generations::permit_and_lock(&env.policy, &job.caller_info(), &job.action, config) {
             Ok(r) => r,
-            Err(e) => return ActionReply::failed(format!("cannot read the generations: {e}")),
+            Err(e) => return ActionReply::failed(e),
         };
     let (from, to) = match env.gate(job, &Facts::Generations(facts)) {
         Gate::Reply(r) => return r,
