@@ -69,6 +69,30 @@ const BUS_FENCE: &str = "The binary asserts the capability sets above and applie
      path-named socket, so PrivateNetwork= does not cut it off. Not PrivateUsers=: the \
      dispatcher's uid must be seen as itself in SO_PEERCRED, and the bus must see uid 0.";
 
+/// Nothing on the filesystem but the bus's socket.
+const BUS_RULES: &[crate::Rule] = &[ro(SYSTEM_BUS)];
+
+/// restart_service and restart_network: root asks systemd over the bus.
+const fn bus_service(description: &'static str) -> Service {
+    Service {
+        description,
+        user: User::Root,
+        capabilities: &[],
+        privilege_why: ROOT_FOR_THE_BUS,
+        landlock: BUS_RULES,
+        signals: false,
+        uses_bus: true,
+        stop_timeout_secs: 10,
+        kill_mode_why: None,
+        fence: Fence {
+            why: BUS_FENCE,
+            confined: true,
+            changes: &[],
+        },
+        exposure: "0.7",
+    }
+}
+
 /// adjust_swappiness and clear_system_cache write one file of /proc/sys/vm.
 const PROC_SYS_VM: &[Change] = &[
     set(
@@ -125,23 +149,7 @@ pub static ACTIONS: &[Action] = &[
         command: Command {
             help: "restart a systemd unit (name.service if no suffix)",
         },
-        service: Some(Service {
-            description: "restart a unit through systemd's D-Bus API",
-            user: User::Root,
-            capabilities: &[],
-            privilege_why: ROOT_FOR_THE_BUS,
-            landlock: &[ro(SYSTEM_BUS)],
-            signals: false,
-            uses_bus: true,
-            stop_timeout_secs: 10,
-            kill_mode_why: None,
-            fence: Fence {
-                why: BUS_FENCE,
-                confined: true,
-                changes: &[],
-            },
-            exposure: "0.7",
-        }),
+        service: Some(bus_service("restart a unit through systemd's D-Bus API")),
     },
     Action {
         name: "set_cpu_governor",
@@ -294,24 +302,10 @@ pub static ACTIONS: &[Action] = &[
         command: Command {
             help: "restart NetworkManager or systemd-networkd",
         },
-        service: Some(Service {
-            description: "restart the running network manager (NetworkManager or \
+        service: Some(bus_service(
+            "restart the running network manager (NetworkManager or \
                  systemd-networkd)",
-            user: User::Root,
-            capabilities: &[],
-            privilege_why: ROOT_FOR_THE_BUS,
-            landlock: &[ro(SYSTEM_BUS)],
-            signals: false,
-            uses_bus: true,
-            stop_timeout_secs: 10,
-            kill_mode_why: None,
-            fence: Fence {
-                why: BUS_FENCE,
-                confined: true,
-                changes: &[],
-            },
-            exposure: "0.7",
-        }),
+        )),
     },
     Action {
         name: "clean_nix_store",
