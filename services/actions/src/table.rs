@@ -69,6 +69,27 @@ const BUS_FENCE: &str = "The binary asserts the capability sets above and applie
      path-named socket, so PrivateNetwork= does not cut it off. Not PrivateUsers=: the \
      dispatcher's uid must be seen as itself in SO_PEERCRED, and the bus must see uid 0.";
 
+/// What an entry does not say it has: root, no capabilities, no path, no
+/// bus, the common fence unchanged. Entries say how they differ
+/// (`..ROOT_CONFINED`).
+const ROOT_CONFINED: Service = Service {
+    description: "",
+    user: User::Root,
+    capabilities: &[],
+    privilege_why: "",
+    landlock: &[],
+    signals: false,
+    uses_bus: false,
+    stop_timeout_secs: 10,
+    kill_mode_why: None,
+    fence: Fence {
+        why: FENCE_WHY,
+        confined: true,
+        changes: &[],
+    },
+    exposure: "0.7",
+};
+
 /// Nothing on the filesystem but the bus's socket.
 const BUS_RULES: &[crate::Rule] = &[ro(SYSTEM_BUS)];
 
@@ -76,20 +97,15 @@ const BUS_RULES: &[crate::Rule] = &[ro(SYSTEM_BUS)];
 const fn bus_service(description: &'static str) -> Service {
     Service {
         description,
-        user: User::Root,
-        capabilities: &[],
         privilege_why: ROOT_FOR_THE_BUS,
         landlock: BUS_RULES,
-        signals: false,
         uses_bus: true,
-        stop_timeout_secs: 10,
-        kill_mode_why: None,
         fence: Fence {
             why: BUS_FENCE,
             confined: true,
             changes: &[],
         },
-        exposure: "0.7",
+        ..ROOT_CONFINED
     }
 }
 
@@ -111,22 +127,16 @@ const PROC_SYS_VM: &[Change] = &[
 const fn sysctl_vm(description: &'static str, landlock: &'static [crate::Rule]) -> Service {
     Service {
         description,
-        user: User::Root,
-        capabilities: &[],
         privilege_why: "Root uid, no capabilities: the file under /proc/sys/vm is root's and the \
              kernel checks nothing but the file mode. Non-root cannot write it, whatever \
              capabilities it holds (found by experiment, see docs/privileges.md).",
         landlock,
-        signals: false,
-        uses_bus: false,
-        stop_timeout_secs: 10,
-        kill_mode_why: None,
         fence: Fence {
             why: FENCE_WHY,
             confined: true,
             changes: PROC_SYS_VM,
         },
-        exposure: "0.7",
+        ..ROOT_CONFINED
     }
 }
 
@@ -172,8 +182,6 @@ pub static ACTIONS: &[Action] = &[
         },
         service: Some(Service {
             description: "set the cpufreq scaling governor of every CPU",
-            user: User::Root,
-            capabilities: &[],
             privilege_why: "Root uid, no capabilities: the cpufreq attributes are root's 0644.",
             landlock: &[rule(
                 RulePath::Env {
@@ -182,10 +190,6 @@ pub static ACTIONS: &[Action] = &[
                 },
                 Access::ReadWrite,
             )],
-            signals: false,
-            uses_bus: false,
-            stop_timeout_secs: 10,
-            kill_mode_why: None,
             fence: Fence {
                 why: FENCE_WHY,
                 confined: true,
@@ -196,7 +200,7 @@ pub static ACTIONS: &[Action] = &[
                      (the landlock ruleset allows the same tree and nothing else).",
                 )],
             },
-            exposure: "0.7",
+            ..ROOT_CONFINED
         }),
     },
     Action {
@@ -273,9 +277,6 @@ pub static ACTIONS: &[Action] = &[
             // inode stays pinned, so a rule on it keeps matching.
             landlock: &[ro("/proc")],
             signals: true,
-            uses_bus: false,
-            stop_timeout_secs: 10,
-            kill_mode_why: None,
             fence: Fence {
                 why: FENCE_WHY,
                 confined: true,
@@ -290,7 +291,7 @@ pub static ACTIONS: &[Action] = &[
                      everything in /proc but the process directories.",
                 )],
             },
-            exposure: "0.7",
+            ..ROOT_CONFINED
         }),
     },
     Action {
@@ -318,8 +319,6 @@ pub static ACTIONS: &[Action] = &[
         },
         service: Some(Service {
             description: "collect Nix garbage (nix-collect-garbage -d)",
-            user: User::Root,
-            capabilities: &[],
             privilege_why: "Root uid, no capabilities: the store, the profiles and the GC \
                  roots are root's own files, so uid 0 removes them without CAP_DAC_OVERRIDE or \
                  CAP_FOWNER (found by experiment, see docs/privileges.md).",
@@ -365,9 +364,6 @@ pub static ACTIONS: &[Action] = &[
                 ro("/etc/gnutls").optional(),
                 ro("/etc/localtime").optional(),
             ],
-            signals: false,
-            uses_bus: false,
-            stop_timeout_secs: 10,
             kill_mode_why: Some(
                 "On timeout the binary kills nix's whole process group itself; if the service \
                  is stopped meanwhile, take every child with it.",
@@ -411,6 +407,7 @@ pub static ACTIONS: &[Action] = &[
                 ],
             },
             exposure: "1.0",
+            ..ROOT_CONFINED
         }),
     },
     Action {
@@ -452,8 +449,6 @@ pub static ACTIONS: &[Action] = &[
                  without CAP_SETUID and refuse to run (docs/testing.md). Landlock sets \
                  no_new_privs anyway; as root, nothing it runs needs a setuid transition.",
             landlock: &[full("/")],
-            signals: false,
-            uses_bus: false,
             stop_timeout_secs: 30,
             kill_mode_why: Some(
                 "On timeout the binary kills nixos-rebuild's whole process group itself; if \
@@ -498,6 +493,7 @@ pub static ACTIONS: &[Action] = &[
                 ],
             },
             exposure: "4.8",
+            ..ROOT_CONFINED
         }),
     },
     Action {
