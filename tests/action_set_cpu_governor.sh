@@ -7,11 +7,9 @@
 source "$(dirname "$0")/lib.sh"
 boot
 install_project
-set_config '[actions.set_cpu_governor]
-rate_limit = { max = 1000, window_secs = 300 }
-[caller_rate_limit]
-max = 1000
-window_secs = 300'
+set_config 'caller_rate_limit = { max = 1000, window_secs = 300 }
+[actions.set_cpu_governor]
+rate_limit = { max = 1000, window_secs = 300 }'
 
 SVC=luminous-healing-set_cpu_governor.service
 DROPIN=/run/systemd/system/$SVC.d
