@@ -23,6 +23,7 @@ let
     ;
 
   cfg = config.services.luminous-healing;
+  inherit (import ./lib/options.nix lib) strOption;
   actionNames = import ./actions.nix;
   settingsFormat = pkgs.formats.toml { };
 
@@ -295,17 +296,9 @@ in
       '';
     };
 
-    user = mkOption {
-      type = types.str;
-      default = "luminous-healing";
-      description = "User the dispatcher runs as. It holds no capabilities; the action services run with their own, narrower identities.";
-    };
+    user = strOption "luminous-healing" "User the dispatcher runs as. It holds no capabilities; the action services run with their own, narrower identities.";
 
-    group = mkOption {
-      type = types.str;
-      default = "luminous-healing";
-      description = "Group that may connect to the socket and that the dispatcher admits.";
-    };
+    group = strOption "luminous-healing" "Group that may connect to the socket and that the dispatcher admits.";
 
     allowedUsers = mkOption {
       type = types.listOf types.str;
