@@ -5,9 +5,7 @@
 # nothing to restore.
 export SDSANDBOX_API_VFS_WRITABLE=1
 source "$(dirname "$0")/lib.sh"
-boot
-install_project
-set_config 'caller_rate_limit = { max = 1000, window_secs = 300 }
+boot_installed 'caller_rate_limit = { max = 1000, window_secs = 300 }
 [actions.clear_system_cache]
 rate_limit = { max = 1000, window_secs = 300 }'
 

@@ -6,8 +6,7 @@
 source "$(dirname "$0")/lib.sh"
 require dbus-daemon dbus-daemon
 [ -f /lib/systemd/system/dbus.service ] || die "no dbus.service (the system bus): apt-get install -y dbus"
-boot
-install_project
+boot_installed
 
 UNIT=lh-restart-target.service
 FAILING=lh-restart-fails.service

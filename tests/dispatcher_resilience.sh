@@ -2,9 +2,7 @@
 # Bad input gets a clear error and changes nothing, and never holds up a good
 # request: oversized, malformed, non-UTF-8, slow and silent clients.
 source "$(dirname "$0")/lib.sh"
-boot
-install_project
-set_config 'request_timeout_ms = 1500
+boot_installed 'request_timeout_ms = 1500
 max_connections = 8
 status_rate_limit = { max = 1000, window_secs = 300 }
 caller_rate_limit = { max = 1000, window_secs = 300 }'

@@ -72,6 +72,14 @@ install_project() {
         || { echo "$out" >&2; die "scripts/install.sh failed inside the container"; }
 }
 
+# boot_installed [CONFIG]: boot, install the project, and give the
+# dispatcher CONFIG (config.toml) when there is one: how most tests start.
+boot_installed() {
+    boot
+    install_project
+    [ $# = 0 ] || set_config "$1"
+}
+
 # Create a user in the luminous-healing group (setpriv works without PAM).
 add_caller() {
     local user=$1; shift
