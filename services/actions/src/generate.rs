@@ -467,3 +467,104 @@ pub fn healctl_manual() -> String {
     }
     m
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{append, set, unset, Change, Fence};
+
+    #[test]
+    fn comments_wrap_at_78_columns_and_keep_every_word() {
+        let text = "word ".repeat(60);
+        let c = comment(&text);
+        assert!(c.lines().all(|l| l.len() <= 78 && l.starts_with("# ")));
+        assert_eq!(c.split_whitespace().filter(|w| *w == "word").count(), 60);
+        assert_eq!(comment(""), "");
+    }
+
+    fn service_with(confined: bool, changes: &'static [Change]) -> Service {
+        Service {
+            fence: Fence {
+                why: "",
+                confined,
+                changes,
+            },
+            ..crate::table::tests_base()
+        }
+    }
+
+    #[test]
+    fn fence_changes_land_where_they_mean_what_they_say() {
+        static CHANGES: &[Change] = &[
+            append("SystemCallFilter", "@chown", "back"),
+            set("ReadWritePaths", "/x", "opens /x"),
+            set("UMask", "0022", ""),
+            unset("ProcSubset", "not this"),
+        ];
+        let s = service_with(true, CHANGES);
+        let lines = fence_lines(&s);
+        assert_eq!(lines.first().map(|l| l.0), Some("ReadWritePaths"));
+        let keys: Vec<&str> = lines.iter().map(|l| l.0).collect();
+        let umask: Vec<_> = lines.iter().filter(|l| l.0 == "UMask").collect();
+        assert_eq!(umask.len(), 1);
+        assert_eq!(umask[0].1, Some("0022"));
+        let sub = lines.iter().find(|l| l.0 == "ProcSubset").unwrap();
+        assert_eq!((sub.1, sub.2), (None, "not this"));
+        let chown = keys
+            .iter()
+            .position(|k| *k == "SystemCallErrorNumber")
+            .unwrap()
+            - 1;
+        assert_eq!(lines[chown].1, Some("@chown"));
+        assert_eq!(keys.len(), CONFINED.len() + 2);
+        // A fence of its own has nothing but its changes.
+        assert_eq!(fence_lines(&service_with(false, CHANGES)).len(), 4);
+    }
+
+    /// What scripts/check-privileges asserts of the units, asserted of the
+    /// table already: a change that breaks it fails here first.
+    #[test]
+    fn every_unit_declares_what_its_binary_will_hold() {
+        for (a, s) in services() {
+            let unit = service_unit(a, s);
+            let caps = s.capabilities.join(" ");
+            assert!(
+                unit.contains(&format!("\nCapabilityBoundingSet={caps}\n")),
+                "{}",
+                a.name
+            );
+            let ambient = if s.user == User::Dynamic {
+                caps
+            } else {
+                String::new()
+            };
+            assert!(
+                unit.contains(&format!("\nAmbientCapabilities={ambient}\n")),
+                "{}",
+                a.name
+            );
+            assert!(unit.contains("\nNoNewPrivileges=yes\n"), "{}", a.name);
+            assert!(
+                unit.contains("landlock_create_ruleset landlock_add_rule landlock_restrict_self"),
+                "{}",
+                a.name
+            );
+            assert!(
+                unit.lines().all(|l| !l.starts_with('#') || l.len() <= 80),
+                "{}",
+                a.name
+            );
+            let exposure: f64 = s.exposure.parse().unwrap();
+            assert!(
+                exposure <= 2.0 || a.name == "rollback_generation",
+                "{}",
+                a.name
+            );
+            let socket = socket_unit(a);
+            assert!(socket.contains(&format!(
+                "\nListenStream=/run/luminous-healing/actions/{}.sock\n",
+                a.name
+            )));
+        }
+    }
+}

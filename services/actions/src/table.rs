@@ -90,6 +90,12 @@ const ROOT_CONFINED: Service = Service {
     exposure: "0.7",
 };
 
+/// The base entry, for tests of the renderer.
+#[cfg(test)]
+pub(crate) const fn tests_base() -> Service {
+    ROOT_CONFINED
+}
+
 /// Nothing on the filesystem but the bus's socket.
 const BUS_RULES: &[crate::Rule] = &[ro(SYSTEM_BUS)];
 
