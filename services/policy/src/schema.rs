@@ -81,6 +81,13 @@ impl ActionName {
         self.entry().map_or(10, |a| a.timeout_secs)
     }
 
+    /// The names its `parameters` may hold, in the table's order.
+    pub fn parameter_names(self) -> Vec<&'static str> {
+        self.entry()
+            .map(|a| a.params.iter().map(|p| p.name).collect())
+            .unwrap_or_default()
+    }
+
     fn takes_parameter(self, name: &str) -> bool {
         self.entry().is_some_and(|a| a.param(name).is_some())
     }
