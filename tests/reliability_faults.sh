@@ -12,9 +12,7 @@ CONFIG='idle_timeout_secs = 3600
 max_connections = 4
 max_ids_per_caller = 1000000
 status_rate_limit = { max = 1000000, window_secs = 300 }
-[caller_rate_limit]
-max = 1000
-window_secs = 300'
+caller_rate_limit = { max = 1000, window_secs = 300 }'
 set_config "$CONFIG"
 STATE=/run/luminous-healing/dispatcher/state.log
 
