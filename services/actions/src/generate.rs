@@ -63,7 +63,59 @@ pub fn outputs() -> Vec<(PathBuf, Output)> {
         "docs/man/healctl.1.md".into(),
         Output::Block(healctl_manual()),
     ));
+    v.push((
+        "services/dispatcher/src/io.luminous.Healing.varlink".into(),
+        Output::Whole(varlink_idl()),
+    ));
     v
+}
+
+/// The interface description of io.luminous.Healing, served as it is by
+/// `org.varlink.service.GetInterfaceDescription`: one method per action.
+pub fn varlink_idl() -> String {
+    let mut t = header("#");
+    t.push_str(
+        "\n\
+         # luminous-healing: privileged repairs, decided and audited by the\n\
+         # dispatcher exactly as the JSON protocol's requests are (the policy, the\n\
+         # rate limits, the restart breaker, pause, the audit record), with the\n\
+         # caller known by its socket credentials: there is no key and no signature.\n\
+         # Every call gets a request id of the dispatcher's own (id below), the\n\
+         # HEALING_REQUEST_ID of its audit record. dryRun checks everything and runs\n\
+         # nothing. Each error's reason is the error string of the JSON protocol.\n",
+    );
+    let _ = writeln!(t, "interface {}", crate::VARLINK_INTERFACE);
+    for a in ACTIONS {
+        let mut ps: Vec<String> = a
+            .params
+            .iter()
+            .map(|p| {
+                let q = if p.optional() { "?" } else { "" };
+                format!("{}: {q}{}", p.varlink, p.varlink_type())
+            })
+            .collect();
+        if a.varlink_dry_run() {
+            ps.push("dryRun: ?bool".into());
+        }
+        t.push('\n');
+        for l in wrap_words(&sentence(a.summary), 74) {
+            let _ = writeln!(t, "# {l}");
+        }
+        let _ = writeln!(
+            t,
+            "method {}({}) -> (output: string, id: string)",
+            a.varlink_method(),
+            ps.join(", ")
+        );
+    }
+    for (name, why) in crate::VARLINK_ERRORS {
+        t.push('\n');
+        for l in why.lines() {
+            let _ = writeln!(t, "# {l}");
+        }
+        let _ = writeln!(t, "error {name}(reason: string, id: string)");
+    }
+    t
 }
 
 /// What the file at `path` must hold, given what it holds now (`current`,
@@ -373,6 +425,31 @@ pub fn healctl_usage() -> String {
     u
 }
 
+/// A summary as a sentence: capitalized, with its full stop.
+fn sentence(summary: &str) -> String {
+    let mut c = summary.chars();
+    let first: String = c
+        .next()
+        .map(|f| f.to_uppercase().collect())
+        .unwrap_or_default();
+    format!("{first}{}.", c.as_str())
+}
+
+/// `text` in lines of at most `width` characters, broken between words.
+fn wrap_words(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for w in text.split_whitespace() {
+        match lines.last_mut() {
+            Some(l) if l.len() + 1 + w.len() <= width => {
+                l.push(' ');
+                l.push_str(w);
+            }
+            _ => lines.push(w.to_string()),
+        }
+    }
+    lines
+}
+
 /// `services/healctl/src/commands.rs`.
 pub fn healctl_commands() -> String {
     let mut t = header("//");
@@ -388,9 +465,10 @@ pub fn healctl_commands() -> String {
     for a in ACTIONS {
         let _ = write!(
             t,
-            "    Command {{\n        name: {:?},\n        action: {:?},\n",
+            "    Command {{\n        name: {:?},\n        action: {:?},\n        varlink: {:?},\n",
             a.command_name(),
             a.name,
+            a.varlink_method(),
         );
         let args: Vec<String> = a.params.iter().map(arg_literal).collect();
         // Laid out as rustfmt would, so that `cargo fmt --check` passes.
@@ -425,8 +503,8 @@ fn arg_literal(p: &crate::Param) -> String {
     };
     let integer = matches!(p.kind, Kind::Integer { .. });
     format!(
-        "Arg {{\n    param: {:?},\n    flag: {flag:?},\n    integer: {integer},\n    default: {default:?},\n}}",
-        p.name
+        "Arg {{\n    param: {:?},\n    varlink: {:?},\n    flag: {flag:?},\n    integer: {integer},\n    default: {default:?},\n}}",
+        p.name, p.varlink
     )
 }
 

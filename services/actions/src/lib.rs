@@ -50,6 +50,10 @@ pub struct Action {
 #[derive(Debug)]
 pub struct Param {
     pub name: &'static str,
+    /// Its name in the Varlink interface (io.luminous.Healing), which
+    /// names what it is (`unit`) where the JSON protocol kept the old
+    /// client's key (`service`).
+    pub varlink: &'static str,
     pub kind: Kind,
     /// How healctl takes it.
     pub cli: Cli,
@@ -310,4 +314,72 @@ impl Action {
     pub fn param(&self, name: &str) -> Option<&'static Param> {
         self.params.iter().find(|p| p.name == name)
     }
+
+    /// Its method in io.luminous.Healing: the wire name in CamelCase.
+    pub fn varlink_method(&self) -> String {
+        self.name
+            .split('_')
+            .map(|w| {
+                let mut c = w.chars();
+                c.next().map_or_else(String::new, |f| {
+                    f.to_uppercase().chain(c).collect::<String>()
+                })
+            })
+            .collect()
+    }
+
+    /// Whether its method takes `dryRun` (everything but status, which
+    /// changes nothing).
+    pub fn varlink_dry_run(&self) -> bool {
+        self.name != "status"
+    }
 }
+
+impl Param {
+    /// Its Varlink type.
+    pub fn varlink_type(&self) -> &'static str {
+        match self.kind {
+            Kind::Integer { .. } => "int",
+            _ => "string",
+        }
+    }
+
+    /// Whether a request may leave it out (text is optional; the rest the
+    /// schema requires).
+    pub fn optional(&self) -> bool {
+        matches!(self.kind, Kind::Text { .. })
+    }
+}
+
+/// The Varlink interface the dispatcher serves.
+pub const VARLINK_INTERFACE: &str = "io.luminous.Healing";
+
+/// Its errors, each `(reason: string, id: string)`, with what each means.
+pub const VARLINK_ERRORS: &[(&str, &str)] = &[
+    (
+        "NotAllowed",
+        "The action is unknown to the configuration or disabled, or the caller is\nnot root, an allowed user or in an allowed group.",
+    ),
+    (
+        "InvalidParameter",
+        "A parameter has the right type but a value the action refuses.",
+    ),
+    (
+        "RateLimited",
+        "A rate limit (per action, per caller, or status's own) is spent, or the\ncaller holds too many connections.",
+    ),
+    (
+        "Refused",
+        "The policy refused (its rule is named), or the restart breaker holds.",
+    ),
+    ("Paused", "Every action is refused until Resume."),
+    ("ActionFailed", "The action ran, or tried to, and failed."),
+    (
+        "AuditUnavailable",
+        "The accepted record could not reach the journal: nothing ran.",
+    ),
+    (
+        "StateUnavailable",
+        "The rate-limit and pause state could not be written: nothing ran.",
+    ),
+];

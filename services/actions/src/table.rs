@@ -157,6 +157,7 @@ pub static ACTIONS: &[Action] = &[
         summary: "restart a systemd unit through systemd's D-Bus API and wait for the job",
         params: &[Param {
             name: "service",
+            varlink: "unit",
             kind: Kind::UnitName,
             cli: Cli::Positional("UNIT"),
         }],
@@ -172,6 +173,7 @@ pub static ACTIONS: &[Action] = &[
         summary: "write the cpufreq scaling governor of every CPU",
         params: &[Param {
             name: "governor",
+            varlink: "governor",
             kind: Kind::Choice(&[
                 "performance",
                 "powersave",
@@ -231,6 +233,7 @@ pub static ACTIONS: &[Action] = &[
         summary: "write vm.swappiness",
         params: &[Param {
             name: "value",
+            varlink: "value",
             kind: Kind::Integer { min: 0, max: 100 },
             cli: Cli::Positional("VALUE"),
         }],
@@ -251,6 +254,7 @@ pub static ACTIONS: &[Action] = &[
         params: &[
             Param {
                 name: "pid",
+                varlink: "pid",
                 kind: Kind::Integer {
                     min: 2,
                     max: i32::MAX as i64,
@@ -259,6 +263,7 @@ pub static ACTIONS: &[Action] = &[
             },
             Param {
                 name: "signal",
+                varlink: "signal",
                 kind: Kind::Choice(&["TERM", "KILL", "HUP", "INT"]),
                 cli: Cli::Flag {
                     flag: "--signal",
@@ -518,6 +523,7 @@ pub static ACTIONS: &[Action] = &[
         summary: "refuse every action until resume (root only)",
         params: &[Param {
             name: "reason",
+            varlink: "reason",
             kind: Kind::Text { max_chars: 200 },
             cli: Cli::Flag {
                 flag: "--reason",

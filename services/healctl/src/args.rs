@@ -11,6 +11,8 @@ pub struct Command {
     pub name: &'static str,
     /// The wire name.
     pub action: &'static str,
+    /// Its io.luminous.Healing method (`--varlink`).
+    pub varlink: &'static str,
     pub args: &'static [Arg],
 }
 
@@ -19,6 +21,8 @@ pub struct Command {
 pub struct Arg {
     /// Its name in the request's `parameters`.
     pub param: &'static str,
+    /// Its name in the Varlink method's parameters.
+    pub varlink: &'static str,
     /// `None`: positional; else the option that gives it.
     pub flag: Option<&'static str>,
     /// Sent as a JSON number.

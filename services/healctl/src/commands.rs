@@ -10,8 +10,10 @@ pub const COMMANDS: &[Command] = &[
     Command {
         name: "restart-service",
         action: "restart_service",
+        varlink: "RestartService",
         args: &[Arg {
             param: "service",
+            varlink: "unit",
             flag: None,
             integer: false,
             default: None,
@@ -20,8 +22,10 @@ pub const COMMANDS: &[Command] = &[
     Command {
         name: "set-cpu-governor",
         action: "set_cpu_governor",
+        varlink: "SetCpuGovernor",
         args: &[Arg {
             param: "governor",
+            varlink: "governor",
             flag: None,
             integer: false,
             default: None,
@@ -30,13 +34,16 @@ pub const COMMANDS: &[Command] = &[
     Command {
         name: "clear-system-cache",
         action: "clear_system_cache",
+        varlink: "ClearSystemCache",
         args: &[],
     },
     Command {
         name: "adjust-swappiness",
         action: "adjust_swappiness",
+        varlink: "AdjustSwappiness",
         args: &[Arg {
             param: "value",
+            varlink: "value",
             flag: None,
             integer: true,
             default: None,
@@ -45,15 +52,18 @@ pub const COMMANDS: &[Command] = &[
     Command {
         name: "kill-process",
         action: "kill_process",
+        varlink: "KillProcess",
         args: &[
             Arg {
                 param: "pid",
+                varlink: "pid",
                 flag: None,
                 integer: true,
                 default: None,
             },
             Arg {
                 param: "signal",
+                varlink: "signal",
                 flag: Some("--signal"),
                 integer: false,
                 default: Some("TERM"),
@@ -63,28 +73,34 @@ pub const COMMANDS: &[Command] = &[
     Command {
         name: "restart-network",
         action: "restart_network",
+        varlink: "RestartNetwork",
         args: &[],
     },
     Command {
         name: "clean-nix-store",
         action: "clean_nix_store",
+        varlink: "CleanNixStore",
         args: &[],
     },
     Command {
         name: "rollback-generation",
         action: "rollback_generation",
+        varlink: "RollbackGeneration",
         args: &[],
     },
     Command {
         name: "status",
         action: "status",
+        varlink: "Status",
         args: &[],
     },
     Command {
         name: "pause",
         action: "pause",
+        varlink: "Pause",
         args: &[Arg {
             param: "reason",
+            varlink: "reason",
             flag: Some("--reason"),
             integer: false,
             default: None,
@@ -93,6 +109,7 @@ pub const COMMANDS: &[Command] = &[
     Command {
         name: "resume",
         action: "resume",
+        varlink: "Resume",
         args: &[],
     },
 ];

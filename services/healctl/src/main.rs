@@ -165,25 +165,16 @@ fn spinner(action: String, done: Arc<AtomicBool>) -> Option<std::thread::JoinHan
 /// The io.luminous.Healing method of a wire action, and its parameters
 /// renamed to the interface's.
 fn varlink_call(o: &Opts) -> Value {
-    let method = match o.action.as_str() {
-        "restart_service" => "RestartService",
-        "set_cpu_governor" => "SetCpuGovernor",
-        "clear_system_cache" => "ClearSystemCache",
-        "adjust_swappiness" => "AdjustSwappiness",
-        "kill_process" => "KillProcess",
-        "restart_network" => "RestartNetwork",
-        "clean_nix_store" => "CleanNixStore",
-        "rollback_generation" => "RollbackGeneration",
-        "pause" => "Pause",
-        "resume" => "Resume",
-        _ => "Status",
-    };
+    let command = commands::COMMANDS.iter().find(|c| c.action == o.action);
+    let method = command.map_or("Status", |c| c.varlink);
     let mut params: Map<String, Value> = o
         .params
         .iter()
         .map(|(k, v)| {
-            let k = if k == "service" { "unit" } else { k.as_str() };
-            (k.to_string(), v.clone())
+            let name = command
+                .and_then(|c| c.args.iter().find(|a| a.param == k))
+                .map_or(k.as_str(), |a| a.varlink);
+            (name.to_string(), v.clone())
         })
         .collect();
     if o.dry_run {
