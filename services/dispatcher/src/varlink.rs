@@ -261,8 +261,19 @@ fn parse_message(v: Value) -> Result<Message, String> {
     })
 }
 
-/// Answers one method call. `None`: nothing to send (oneway).
-fn call(ctx: &Ctx, msg: Message, peer: &Peer, t0: Instant) -> Option<Reply> {
+/// A decided call's audit record, written once its reply is sent (as on
+/// the JSON socket: a slow journal never delays a caller; the accepted
+/// record of an action has gone out before it ran).
+struct Record {
+    handled: Handled,
+    duration_ms: u64,
+}
+
+/// Answers one method call. The reply is `None` when there is nothing to
+/// send (oneway); the record is `None` for introspection and unknown
+/// methods, which decide nothing.
+fn call(ctx: &Ctx, msg: Message, peer: &Peer, t0: Instant) -> (Option<Reply>, Option<Record>) {
+    let mut record = None;
     let (iface, name) = msg.method.rsplit_once('.').unwrap_or(("", &msg.method));
     let reply = match iface {
         SERVICE => service_call(name, &msg),
@@ -271,7 +282,11 @@ fn call(ctx: &Ctx, msg: Message, peer: &Peer, t0: Instant) -> Option<Reply> {
                 "org.varlink.service.MethodNotImplemented",
                 json!({ "method": format!("{INTERFACE}.{}", m.name) }),
             )),
-            Some(m) => Some(healing_call(ctx, m, &msg.parameters, peer, t0)),
+            Some(m) => {
+                let (reply, r) = healing_call(ctx, m, &msg.parameters, peer, t0);
+                record = Some(r);
+                Some(reply)
+            }
             None => Some(Reply::error(
                 "org.varlink.service.MethodNotFound",
                 json!({ "method": msg.method }),
@@ -282,11 +297,7 @@ fn call(ctx: &Ctx, msg: Message, peer: &Peer, t0: Instant) -> Option<Reply> {
             json!({ "interface": iface }),
         )),
     };
-    if msg.oneway {
-        None
-    } else {
-        reply
-    }
+    (if msg.oneway { None } else { reply }, record)
 }
 
 fn service_call(name: &str, msg: &Message) -> Option<Reply> {
@@ -326,16 +337,10 @@ fn healing_call(
     params: &Map<String, Value>,
     peer: &Peer,
     t0: Instant,
-) -> Reply {
-    let id = match uuid4() {
-        Ok(id) => id,
-        Err(e) => {
-            return Reply::error(
-                &format!("{INTERFACE}.AuditUnavailable"),
-                json!({ "reason": format!("cannot name the request: {e}"), "id": "" }),
-            )
-        }
-    };
+) -> (Reply, Record) {
+    // Without an id there is no record to tie the call to: refused, and
+    // the record says why under the unknown id.
+    let id = uuid4().unwrap_or_else(|_| healing_protocol::errors::UNKNOWN_ID.to_string());
     let action = method.action.as_str().to_string();
     let checked = typed(method, params);
     // The caller check comes first, as on the JSON socket: a caller who may
@@ -387,8 +392,13 @@ fn healing_call(
         dry_run,
         verdict,
     };
-    account(ctx, &h, Some(peer), duration_ms);
-    reply
+    (
+        reply,
+        Record {
+            handled: h,
+            duration_ms,
+        },
+    )
 }
 
 /// The caller as the audit records it: SO_PEERCRED, with the pid read
@@ -407,23 +417,28 @@ fn caller_now(peer: &Peer, pidfd: Option<&OwnedFd>) -> Peer {
 /// back for the next. A message that is not a Varlink call (not JSON, no
 /// method, over the size cap, cut off) has nothing to answer it with: the
 /// connection is closed, as systemd's own services do.
-pub fn handle_conn(ctx: &Ctx, conn: Conn) {
+pub fn handle_conn(ctx: &Ctx, mut conn: Conn) {
     let t0 = Instant::now();
-    let (Some(peer), Some(Ok(value))) = (conn.peer.as_ref(), conn.request.as_ref()) else {
+    let (Some(peer), Some(Ok(value))) = (conn.peer.as_ref(), conn.request.take()) else {
         return;
     };
-    let Ok(msg) = parse_message(value.clone()) else {
+    let Ok(msg) = parse_message(value) else {
         return;
     };
     let pidfd = peer_pidfd(&conn.stream).ok().flatten();
     let caller = caller_now(peer, pidfd.as_ref());
-    if let Some(reply) = call(ctx, msg, &caller, t0) {
+    let (reply, record) = call(ctx, msg, &caller, t0);
+    let sent = reply.is_none_or(|r| {
         let _ = conn.stream.set_write_timeout(Some(Duration::from_secs(5)));
-        if (&conn.stream).write_all(&reply.encode()).is_err() {
-            return;
-        }
+        (&conn.stream).write_all(&r.encode()).is_ok()
+    });
+    // Accounted whether or not the reply arrived: the decision stands.
+    if let Some(r) = record {
+        account(ctx, &r.handled, Some(&caller), r.duration_ms);
     }
-    conn.keep();
+    if sent {
+        conn.keep();
+    }
 }
 
 /// What the accept loop sends on this socket when it refuses a connection
@@ -639,6 +654,7 @@ mod tests {
                 peer,
                 Instant::now(),
             )
+            .0
             .unwrap()
         };
         let err = |r: Reply| match r {
@@ -672,13 +688,22 @@ mod tests {
         let (e, _) = err(ask("Reboot", json!({}), &member));
         assert_eq!(e, "org.varlink.service.MethodNotFound");
         let oneway = json!({"method": "io.luminous.Healing.Status", "oneway": true});
-        assert!(call(
+        let (reply, record) = call(
             &ctx,
             parse_message(oneway).unwrap(),
             &member,
-            Instant::now()
-        )
-        .is_none());
+            Instant::now(),
+        );
+        // no reply, but the decision is recorded all the same
+        assert!(reply.is_none());
+        assert_eq!(record.unwrap().handled.verdict.outcome, Outcome::Success);
+        let (_, record) = call(
+            &ctx,
+            parse_message(json!({"method": "org.varlink.service.GetInfo"})).unwrap(),
+            &member,
+            Instant::now(),
+        );
+        assert!(record.is_none(), "introspection decides nothing");
         std::fs::remove_dir_all(&tmp).unwrap();
     }
 }
