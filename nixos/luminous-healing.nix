@@ -23,6 +23,7 @@ let
     ;
 
   cfg = config.services.luminous-healing;
+  varlinkGroup = if cfg.varlink.group == null then cfg.group else cfg.varlink.group;
   actionNames = import ./actions.nix;
   settingsFormat = pkgs.formats.toml { };
 
@@ -202,6 +203,7 @@ let
     };
 
   generatedSettings = import ./lib/config.nix {
+    extraGroups = lib.optional (cfg.varlink.enable && varlinkGroup != cfg.group) varlinkGroup;
     inherit (cfg)
       group
       allowedUsers
@@ -305,6 +307,34 @@ in
       type = types.str;
       default = "luminous-healing";
       description = "Group that may connect to the socket and that the dispatcher admits.";
+    };
+
+    varlink = {
+      enable = mkOption {
+        type = types.bool;
+        default = true;
+        description = ''
+          Serve the Varlink interface io.luminous.Healing on
+          /run/luminous-healing/io.luminous.Healing, for `varlinkctl` and
+          `healctl --varlink`. There is no key: the caller is who the kernel
+          says it is (SO_PEERCRED, SO_PEERPIDFD), so access is this socket's
+          group plus the dispatcher's policy ({option}`callers`,
+          `allowedUnits`). Off: the socket unit is masked and only the JSON
+          protocol is served.
+        '';
+      };
+      group = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "monitoring";
+        description = ''
+          Group that may connect to the Varlink socket (mode 0660); `null`:
+          {option}`group`, the JSON socket's. When it
+          is not {option}`group`, it is also added to the dispatcher's
+          `allowed_groups`: its members need no key on this socket, and
+          cannot connect to the JSON one.
+        '';
+      };
     };
 
     allowedUsers = mkOption {
@@ -567,6 +597,18 @@ in
           ];
           socketConfig.SocketGroup = cfg.group;
         };
+        # io.luminous.Healing, served by the same dispatcher (docs/protocol.md):
+        # access is this socket's group plus the policy, there is no key.
+        # Disabled, it is masked (not merely left unwanted): a socket the
+        # package ships must not come back through `systemctl start`.
+        luminous-healing-varlink =
+          if cfg.varlink.enable then
+            {
+              wantedBy = [ "sockets.target" ];
+              socketConfig.SocketGroup = varlinkGroup;
+            }
+          else
+            { enable = false; };
       }
       // lib.genAttrs (map (a: "luminous-healing-${a}") enabledActions) (_: {
         wantedBy = [ "sockets.target" ];

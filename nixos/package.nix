@@ -84,7 +84,7 @@ rustPlatform.buildRustPackage {
     # The module only adds drop-ins; a drop-in for a unit the package lacks
     # would become a unit of its own with nothing but the override in it.
     # So a missing unit is a build failure here, not a broken host later.
-    for unit in luminous-healing.socket luminous-healing.service \
+    for unit in luminous-healing.socket luminous-healing-varlink.socket luminous-healing.service \
         ${lib.concatMapStringsSep " " (a: "luminous-healing-${a}.socket luminous-healing-${a}.service") actions}; do
       if [ ! -f "$out/lib/systemd/system/$unit" ]; then
         echo "unit $unit missing from units/healing" >&2

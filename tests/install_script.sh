@@ -19,9 +19,12 @@ t_first_install() {
     ! sb grep -rl '@BINDIR@\|@LIBEXECDIR@\|@PREFIX@' /etc/systemd/system/ >/dev/null || fail "unsubstituted placeholder"
     assert_eq "$(sb systemctl is-enabled luminous-healing.socket)" enabled
     assert_eq "$(sb systemctl is-active luminous-healing.socket)" active
+    # the dispatcher's Varlink socket too
+    assert_eq "$(sb systemctl is-enabled luminous-healing-varlink.socket)" enabled
+    assert_eq "$(sb systemctl is-active luminous-healing-varlink.socket)" active
     # every action socket shipped is enabled and listening
     local s n=0
-    for s in $(sb sh -c 'ls /etc/systemd/system/ | grep "^luminous-healing-.*\.socket$"'); do
+    for s in $(sb sh -c 'ls /etc/systemd/system/ | grep "^luminous-healing-.*\.socket$" | grep -v "^luminous-healing-varlink\.socket$"'); do
         assert_eq "$(sb systemctl is-active "$s")" active "$s:"
         n=$((n + 1))
     done

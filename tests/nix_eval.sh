@@ -285,9 +285,11 @@ sd = d["systemd"]
 main = sd["sockets"]["luminous-healing"]
 assert main["listenStreams"] == ["", "/run/heal.sock"] and main["socketConfig"]["SocketGroup"] == "ops", main
 assert "luminous-healing-rollback_generation" not in sd["sockets"], sorted(sd["sockets"])
-assert len([n for n in sd["sockets"] if n.startswith("luminous-healing-")]) == 7, sorted(sd["sockets"])
+actions = [n for n in sd["sockets"] if n.startswith("luminous-healing-") and n != "luminous-healing-varlink"]
+assert len(actions) == 7, sorted(sd["sockets"])
+assert sd["sockets"]["luminous-healing-varlink"]["socketConfig"] == {"SocketGroup": "ops"}, sd["sockets"]["luminous-healing-varlink"]
 for name, sock in sd["sockets"].items():
-    if name != "luminous-healing":
+    if name not in ("luminous-healing", "luminous-healing-varlink"):
         assert sock["socketConfig"] == {"SocketUser": "healer", "SocketGroup": "ops"}, (name, sock)
 disp = sd["services"]["luminous-healing"]["serviceConfig"]
 assert disp["LoadCredential"] == ["", "secret:/nix/store/eval-luminous-healing-secret"], disp
@@ -318,7 +320,10 @@ if nixeval render-callers nixos/tests/eval/render.nix --arg set '{
     check "module, callers and rollback enabled: rules, globs, breaker, limits in config.toml; rollback socket on" "$TMP/render-callers.json" '
 sd = d["systemd"]
 assert "luminous-healing-rollback_generation" in sd["sockets"], sorted(sd["sockets"])
-assert len([n for n in sd["sockets"] if n.startswith("luminous-healing-")]) == 8, sorted(sd["sockets"])
+assert len([n for n in sd["sockets"] if n.startswith("luminous-healing-") and n != "luminous-healing-varlink"]) == 8, sorted(sd["sockets"])
+assert sd["sockets"]["luminous-healing-varlink"] == {"wantedBy": ["sockets.target"], "socketConfig": {"SocketGroup": "luminous-healing"}}, sd["sockets"]
+toml = d["environment"]["etc"]["luminous-healing/config.toml"]["source"]["value"]
+assert toml["allowed_groups"] == ["luminous-healing"], toml
 toml = d["environment"]["etc"]["luminous-healing/config.toml"]["source"]["value"]
 assert toml["callers"] == {"monitor": {"actions": ["restart_service", "clear_system_cache"], "units": ["app-*"]},
                            "@ops": {"actions": ["restart_service", "kill_process", "rollback_generation"]}}, toml["callers"]
@@ -330,6 +335,23 @@ assert a["rollback_generation"] == {"enabled": True}, a["rollback_generation"]
 assert toml["status_rate_limit"] == {"max": 60, "window_secs": 60} and toml["max_ids_per_caller"] == 1000, toml
 assert all(x["assertion"] for x in d["assertions"]), d["assertions"]
 assert d.get("warnings", []) == [], d.get("warnings")'
+fi
+if nixeval render-varlink-group nixos/tests/eval/render.nix --arg set '{
+      enable = true; secretKeyFile = "/run/secrets/lh"; varlink.group = "monitoring"; }'; then
+    check "module, varlink.group: the Varlink socket is that group's, which the dispatcher also admits" "$TMP/render-varlink-group.json" '
+sd = d["systemd"]
+assert sd["sockets"]["luminous-healing-varlink"]["socketConfig"] == {"SocketGroup": "monitoring"}, sd["sockets"]
+assert sd["sockets"]["luminous-healing"]["socketConfig"]["SocketGroup"] == "luminous-healing", sd["sockets"]
+toml = d["environment"]["etc"]["luminous-healing/config.toml"]["source"]["value"]
+assert toml["allowed_groups"] == ["luminous-healing", "monitoring"], toml'
+fi
+if nixeval render-varlink-off nixos/tests/eval/render.nix --arg set '{
+      enable = true; secretKeyFile = "/run/secrets/lh"; varlink = { enable = false; group = "monitoring"; }; }'; then
+    check "module, varlink.enable = false: the Varlink socket is masked, its group not admitted" "$TMP/render-varlink-off.json" '
+sd = d["systemd"]
+assert sd["sockets"]["luminous-healing-varlink"] == {"enable": False}, sd["sockets"]["luminous-healing-varlink"]
+toml = d["environment"]["etc"]["luminous-healing/config.toml"]["source"]["value"]
+assert toml["allowed_groups"] == ["luminous-healing"], toml'
 fi
 if nixeval render-badcaller nixos/tests/eval/render.nix --arg set '{
       enable = true; secretKeyFile = "/run/secrets/lh"; callers = { "-x".actions = [ ]; "a b".actions = [ ]; ok.actions = [ ]; }; }'; then

@@ -10,6 +10,8 @@
 # there is one source of truth for them.
 {
   group,
+  # groups admitted besides `group` (the Varlink socket's, when it differs)
+  extraGroups ? [ ],
   allowedUsers ? [ ],
   protocols,
   idleTimeout,
@@ -78,7 +80,7 @@ compact {
   callers = if callers == { } then null else builtins.mapAttrs callerTable callers;
 }
 // {
-  allowed_groups = [ group ];
+  allowed_groups = [ group ] ++ builtins.filter (g: g != group) extraGroups;
   # allowedUsers are also put in the group (the socket is 0660 to it), but
   # the dispatcher re-checks every caller (SO_PEERCRED, SO_PEERGROUPS), and
   # group membership takes effect only in sessions started after it was

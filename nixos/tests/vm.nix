@@ -97,6 +97,7 @@
         print(sockets)
         assert "/run/luminous-healing.sock" in sockets
         assert "luminous-healing.socket" in sockets
+        assert "/run/luminous-healing/io.luminous.Healing" in sockets
         for action in ACTIONS:
             assert f"luminous-healing-{action}.socket" in sockets, action
             assert f"/run/luminous-healing/actions/{action}.sock" in sockets, action

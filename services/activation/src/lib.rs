@@ -11,8 +11,8 @@ mod notify;
 mod serve;
 pub mod worker;
 
-pub use listener::{take_listener, ListenerSource};
+pub use listener::{bind_path, take_listener, take_named_listeners, ListenerSource};
 pub use notify::{
     log_line, notify_ready, notify_status, notify_status_throttled, notify_stopping, start_watchdog,
 };
-pub use serve::{serve, Conn, Refusal, Refused, ServeOptions, Slot};
+pub use serve::{serve, serve_all, Conn, Framing, Refusal, Refused, ServeOptions, Slot};

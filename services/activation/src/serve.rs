@@ -10,6 +10,12 @@
 //! created per connection, and a silent or trickling client holds nothing but
 //! a slot in the poll set, and only until its deadline.
 //!
+//! A listener frames its requests one of two ways ([`Framing`]): one JSON
+//! value per connection (the JSON protocol, the internal one), or Varlink's
+//! NUL-terminated messages, several per connection. A Varlink handler gives
+//! the connection back with [`Conn::keep`] after each reply, so a client
+//! that keeps its connection open between calls holds no handler thread.
+//!
 //! Refusals decided here (too many connections from one uid, a peer that is
 //! not the one allowed, no request in time) are answered at once, from the
 //! loop, with the bytes the `refuse` callback returns: the wire format is the
@@ -29,6 +35,17 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+/// How a listener's clients frame their requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// One JSON value, whose end is the only boundary (the v1 client writes
+    /// it and waits without closing); one request per connection.
+    Json,
+    /// Varlink: JSON objects each ended by a NUL byte, answered in order;
+    /// the handler hands the connection back ([`Conn::keep`]) for the next.
+    Varlink,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct ServeOptions {
     /// Return after this long with no connection open and none arriving.
@@ -43,7 +60,10 @@ pub struct ServeOptions {
     /// A connection that sends nothing for this long is refused
     /// ([`Refusal::Timeout`]).
     pub first_byte_timeout: Duration,
-    /// The whole request must have arrived this long after the accept.
+    /// The whole request must have arrived this long after the accept. A
+    /// Varlink connection kept between calls is closed (without a reply:
+    /// no call is outstanding) when its next call has not arrived this long
+    /// after the last reply.
     pub request_timeout: Duration,
     /// Largest request read.
     pub max_request: usize,
@@ -90,6 +110,59 @@ pub struct Conn {
     pub accepted: Instant,
     /// Its place among the open connections; see [`Slot::release`].
     pub slot: Slot,
+    /// Which listener accepted it: its index in [`serve_all`]'s list (0
+    /// under [`serve`]).
+    pub listener: usize,
+    /// Bytes that arrived after the request (a Varlink client's next
+    /// calls), read again by the loop after [`Conn::keep`].
+    pub(crate) rest: Vec<u8>,
+}
+
+impl Conn {
+    /// Gives a Varlink connection back to the loop once its reply is
+    /// written: the loop reads the next call (and any already read) and
+    /// hands it to a handler as a new `Conn`. The connection stays counted
+    /// among the open ones and its uid's. A connection whose slot was
+    /// already given back (its handler outlived its timeout), or made
+    /// outside [`serve`], is closed instead.
+    pub fn keep(self) {
+        let Some(inner) = self.slot.0.as_ref() else {
+            return;
+        };
+        if inner.released.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        if self.stream.set_nonblocking(true).is_err() {
+            return;
+        }
+        let shared = Arc::clone(&inner.shared);
+        {
+            let mut c = shared.counts();
+            // Counted again here, and once less when this handler's slot is
+            // given back: the count never drops to zero in between, so the
+            // idle exit cannot happen with the connection in hand.
+            c.open += 1;
+            *c.per_uid.entry(inner.uid).or_insert(0) += 1;
+            c.kept.push(Kept {
+                stream: self.stream,
+                peer: self.peer,
+                uid: inner.uid,
+                listener: self.listener,
+                rest: self.rest,
+            });
+        }
+        // Non-blocking; if the wake socket is full, the loop is due to wake.
+        let _ = (&shared.wake_tx).write(&[1]);
+    }
+}
+
+/// A connection handed back by [`Conn::keep`], waiting for the loop.
+struct Kept {
+    stream: UnixStream,
+    peer: Option<Peer>,
+    uid: u32,
+    listener: usize,
+    rest: Vec<u8>,
 }
 
 /// A connection's place in the count of open connections (the per-uid cap
@@ -156,6 +229,9 @@ pub enum Refusal {
 #[derive(Debug)]
 pub struct Refused<'a> {
     pub peer: Option<&'a Peer>,
+    /// The listener's index, as in [`Conn::listener`]: it says which wire
+    /// format the refusal is written in.
+    pub listener: usize,
     pub reason: Refusal,
     pub accepted: Instant,
 }
@@ -171,6 +247,8 @@ struct Counts {
     /// The loop stopped polling the listener (at `max_connections`) and
     /// wants a byte on the wake socket when a handler finishes.
     wants_wake: bool,
+    /// Handed back by [`Conn::keep`]; the loop takes them when woken.
+    kept: Vec<Kept>,
 }
 
 struct Shared {
@@ -206,11 +284,79 @@ struct Pending {
     peer: Option<Peer>,
     uid: u32,
     accepted: Instant,
-    decoder: Decoder,
+    reader: Reader,
+    listener: usize,
+    /// A Varlink connection handed back between calls: silence up to the
+    /// request timeout is not a refusal, and ends it without a reply.
+    kept: bool,
     /// Refused and already answered: its bytes are read and dropped until
     /// EOF or the deadline, so the client's write does not fail with EPIPE
     /// before it reads the refusal. Not counted against any limit.
     draining: bool,
+}
+
+/// The incremental reader of a connection's request, by [`Framing`].
+enum Reader {
+    Json(Decoder),
+    Varlink(NulReader),
+}
+
+impl Reader {
+    fn new(framing: Framing, cap: usize) -> Reader {
+        match framing {
+            Framing::Json => Reader::Json(Decoder::new(cap)),
+            Framing::Varlink => Reader::Varlink(NulReader {
+                buf: Vec::new(),
+                cap,
+            }),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Reader::Json(d) => d.is_empty(),
+            Reader::Varlink(n) => n.buf.is_empty(),
+        }
+    }
+
+    fn room(&self) -> usize {
+        match self {
+            Reader::Json(d) => d.room(),
+            Reader::Varlink(n) => n.cap.saturating_add(1).saturating_sub(n.buf.len()),
+        }
+    }
+}
+
+/// Varlink's framing: a message is everything up to a NUL byte. What
+/// follows belongs to the next message and is kept.
+struct NulReader {
+    buf: Vec<u8>,
+    cap: usize,
+}
+
+impl NulReader {
+    /// The first complete message in the buffer, removed from it.
+    fn take(&mut self) -> Option<Result<Value, ReadError>> {
+        let Some(end) = self.buf.iter().position(|b| *b == 0) else {
+            return (self.buf.len() > self.cap).then_some(Err(ReadError::TooLarge));
+        };
+        if end > self.cap {
+            return Some(Err(ReadError::TooLarge));
+        }
+        let rest = self.buf.split_off(end.saturating_add(1));
+        let mut msg = std::mem::replace(&mut self.buf, rest);
+        msg.truncate(end);
+        Some(serde_json::from_slice(&msg).map_err(|e| ReadError::Malformed(e.to_string())))
+    }
+
+    fn push(&mut self, bytes: &[u8]) -> Progress {
+        self.buf.extend_from_slice(bytes);
+        match self.take() {
+            None => Progress::NeedMore,
+            Some(Ok(v)) => Progress::Complete(v),
+            Some(Err(e)) => Progress::Failed(e),
+        }
+    }
 }
 
 struct Job {
@@ -356,7 +502,7 @@ fn ms_until(t: Instant, now: Instant) -> PollTimeout {
     PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
 }
 
-/// Serves until idle. See the module documentation.
+/// Serves one JSON listener until idle. See the module documentation.
 ///
 /// `handler` runs on a pool thread with a complete request (or the stream,
 /// with `read_request` false); `refuse` runs on the loop's thread and
@@ -372,7 +518,27 @@ where
     H: Fn(Conn) + Send + Sync + 'static,
     R: Fn(&Refused<'_>) -> Vec<u8>,
 {
-    listener.set_nonblocking(true)?;
+    serve_all(&[(listener, Framing::Json)], opts, handler, refuse)
+}
+
+/// [`serve`] on several listeners at once (one service behind several
+/// socket units), each with its framing; [`Conn::listener`] and
+/// [`Refused::listener`] say which one a connection came from. The idle
+/// period, `max_connections` and the per-uid cap count every listener's
+/// connections together.
+pub fn serve_all<H, R>(
+    listeners: &[(&UnixListener, Framing)],
+    opts: ServeOptions,
+    handler: H,
+    refuse: R,
+) -> std::io::Result<()>
+where
+    H: Fn(Conn) + Send + Sync + 'static,
+    R: Fn(&Refused<'_>) -> Vec<u8>,
+{
+    for (l, _) in listeners {
+        l.set_nonblocking(true)?;
+    }
     let (wake_tx, mut wake_rx) = UnixStream::pair()?;
     wake_tx.set_nonblocking(true)?;
     wake_rx.set_nonblocking(true)?;
@@ -382,6 +548,7 @@ where
             per_uid: HashMap::new(),
             last_done: Instant::now(),
             wants_wake: false,
+            kept: Vec::new(),
         }),
         wake_tx,
     });
@@ -397,15 +564,17 @@ where
         max: opts.workers.max(1),
     });
     let mut threads = Vec::new();
-    let result = run_loop(
-        listener,
-        &opts,
-        &shared,
-        &pool,
-        &mut threads,
-        &mut wake_rx,
-        &refuse,
-    );
+    let mut lp = Loop {
+        opts: &opts,
+        shared: &shared,
+        pool: &pool,
+        threads: &mut threads,
+        refuse: &refuse,
+        pending: Vec::new(),
+        chunk: vec![0u8; 16 * 1024],
+    };
+    let result = lp.run(listeners, &mut wake_rx);
+    drop(lp);
     pool.lock().stop = true;
     pool.cv.notify_all();
     // Idle means every connection was answered; a handler still running has
@@ -423,244 +592,308 @@ where
     result
 }
 
-fn run_loop<H, R>(
-    listener: &UnixListener,
-    opts: &ServeOptions,
-    shared: &Arc<Shared>,
-    pool: &Arc<Pool<H>>,
-    threads: &mut Vec<std::thread::JoinHandle<()>>,
-    wake_rx: &mut UnixStream,
-    refuse: &R,
-) -> std::io::Result<()>
+/// The loop's own state, borrowed from [`serve_all`].
+struct Loop<'a, H, R> {
+    opts: &'a ServeOptions,
+    shared: &'a Arc<Shared>,
+    pool: &'a Arc<Pool<H>>,
+    threads: &'a mut Vec<std::thread::JoinHandle<()>>,
+    refuse: &'a R,
+    pending: Vec<Pending>,
+    chunk: Vec<u8>,
+}
+
+impl<H, R> Loop<'_, H, R>
 where
     H: Fn(Conn) + Send + Sync + 'static,
     R: Fn(&Refused<'_>) -> Vec<u8>,
 {
-    let max = opts.max_connections.max(1);
-    let per_uid = opts.max_connections_per_uid.max(1);
-    let first_byte = opts.first_byte_timeout.min(opts.request_timeout);
-    let mut pending: Vec<Pending> = Vec::new();
-    let mut last_accept = Instant::now();
-    let mut chunk = vec![0u8; 16 * 1024];
-    loop {
-        let stalled = pool.grow_if_stalled(threads);
-        let now = Instant::now();
-        // Deadlines first: whatever has not arrived in time is refused.
-        let mut i = 0;
-        while i < pending.len() {
-            let p = &pending[i];
-            let limit = if p.decoder.is_empty() {
-                first_byte
-            } else {
-                opts.request_timeout
-            };
-            if now.duration_since(p.accepted) < limit {
-                i += 1;
-                continue;
-            }
-            let p = pending.swap_remove(i);
-            if !p.draining {
-                answer(&p, Refusal::Timeout, refuse, false);
-                shared.done(p.uid);
-            }
-        }
-
-        let (open, last_done) = {
-            let mut c = shared.counts();
-            let at_cap = c.open >= max;
-            c.wants_wake = at_cap;
-            (c.open, c.last_done)
-        };
-        let listening = open < max;
-        // How long to sleep: the nearest deadline; with nothing open, what is
-        // left of the idle period; while handlers run, a periodic re-check.
-        let mut timeout = if open == 0 && pending.is_empty() {
-            let since = last_done.max(last_accept);
-            let at = since + opts.idle;
-            if at <= now {
-                return Ok(());
-            }
-            ms_until(at, now)
+    /// How long a connection may stay as it is: the first byte's deadline
+    /// while nothing arrived, the whole request's after that, and between
+    /// a kept connection's calls the request timeout.
+    fn limit(&self, p: &Pending) -> Duration {
+        let first_byte = self.opts.first_byte_timeout.min(self.opts.request_timeout);
+        if p.reader.is_empty() && !p.kept {
+            first_byte
         } else {
-            PollTimeout::from(500u16)
-        };
-        for p in &pending {
-            let limit = if p.decoder.is_empty() {
-                first_byte
-            } else {
-                opts.request_timeout
-            };
-            let t = ms_until(p.accepted + limit, now);
-            if t < timeout {
-                timeout = t;
-            }
+            self.opts.request_timeout
         }
-        if let Some(d) = stalled {
-            let t = ms_until(now + d, now);
-            if t < timeout {
-                timeout = t;
-            }
-        }
+    }
 
-        let mut fds = Vec::with_capacity(pending.len() + 2);
-        fds.push(PollFd::new(wake_rx.as_fd(), PollFlags::POLLIN));
-        if listening {
-            fds.push(PollFd::new(listener.as_fd(), PollFlags::POLLIN));
-        }
-        for p in &pending {
-            fds.push(PollFd::new(p.stream.as_fd(), PollFlags::POLLIN));
-        }
-        match poll(&mut fds, timeout) {
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-        let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
-        let wake = ready(&fds[0]);
-        let accept_ready = listening && ready(&fds[1]);
-        let base = if listening { 2 } else { 1 };
-        let readable: Vec<bool> = fds[base..].iter().map(ready).collect();
-        drop(fds);
-        if wake {
-            let mut b = [0u8; 64];
-            while matches!(wake_rx.read(&mut b), Ok(n) if n > 0) {}
-        }
-
-        // Read what arrived, newest index first so swap_remove keeps the
-        // indices of those not yet visited.
-        for i in (0..readable.len()).rev() {
-            if !readable[i] {
-                continue;
-            }
-            if let Some(done) = progress(&mut pending[i], opts, &mut chunk) {
-                let p = pending.swap_remove(i);
+    fn run(
+        &mut self,
+        listeners: &[(&UnixListener, Framing)],
+        wake_rx: &mut UnixStream,
+    ) -> std::io::Result<()> {
+        let max = self.opts.max_connections.max(1);
+        let mut last_accept = Instant::now();
+        loop {
+            let stalled = self.pool.grow_if_stalled(self.threads);
+            let now = Instant::now();
+            // Deadlines first: whatever has not arrived in time is refused.
+            let mut i = 0;
+            while i < self.pending.len() {
+                let p = &self.pending[i];
+                if now.duration_since(p.accepted) < self.limit(p) {
+                    i += 1;
+                    continue;
+                }
+                let p = self.pending.swap_remove(i);
                 if p.draining {
                     continue;
                 }
-                hand_off(p, done, shared, pool, threads);
+                // A kept connection that sends nothing more has no call
+                // outstanding: it is closed, not answered.
+                if !(p.kept && p.reader.is_empty()) {
+                    self.answer(&p, Refusal::Timeout, false);
+                }
+                self.shared.done(p.uid);
+            }
+
+            let (open, last_done) = {
+                let mut c = self.shared.counts();
+                let at_cap = c.open >= max;
+                c.wants_wake = at_cap;
+                (c.open, c.last_done)
+            };
+            let listening = open < max;
+            // How long to sleep: the nearest deadline; with nothing open,
+            // what is left of the idle period; while handlers run, a
+            // periodic re-check.
+            let mut timeout = if open == 0 && self.pending.is_empty() {
+                let since = last_done.max(last_accept);
+                let at = since + self.opts.idle;
+                if at <= now {
+                    return Ok(());
+                }
+                ms_until(at, now)
+            } else {
+                PollTimeout::from(500u16)
+            };
+            for p in &self.pending {
+                let t = ms_until(p.accepted + self.limit(p), now);
+                if t < timeout {
+                    timeout = t;
+                }
+            }
+            if let Some(d) = stalled {
+                let t = ms_until(now + d, now);
+                if t < timeout {
+                    timeout = t;
+                }
+            }
+
+            let mut fds = Vec::with_capacity(self.pending.len() + 1 + listeners.len());
+            fds.push(PollFd::new(wake_rx.as_fd(), PollFlags::POLLIN));
+            if listening {
+                for (l, _) in listeners {
+                    fds.push(PollFd::new(l.as_fd(), PollFlags::POLLIN));
+                }
+            }
+            for p in &self.pending {
+                fds.push(PollFd::new(p.stream.as_fd(), PollFlags::POLLIN));
+            }
+            match poll(&mut fds, timeout) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+            let wake = ready(&fds[0]);
+            let base = if listening { 1 + listeners.len() } else { 1 };
+            let accept_ready: Vec<bool> = fds[1..base].iter().map(ready).collect();
+            let readable: Vec<bool> = fds[base..].iter().map(ready).collect();
+            drop(fds);
+            if wake {
+                let mut b = [0u8; 64];
+                while matches!(wake_rx.read(&mut b), Ok(n) if n > 0) {}
+            }
+
+            // Read what arrived, newest index first so swap_remove keeps the
+            // indices of those not yet visited.
+            for i in (0..readable.len()).rev() {
+                if !readable[i] {
+                    continue;
+                }
+                if let Some(done) = progress(&mut self.pending[i], self.opts, &mut self.chunk) {
+                    let p = self.pending.swap_remove(i);
+                    if p.draining {
+                        continue;
+                    }
+                    self.hand_off(p, done);
+                }
+            }
+
+            // Connections handed back between Varlink calls: the next call
+            // may already be in what was read.
+            let kept = std::mem::take(&mut self.shared.counts().kept);
+            for k in kept {
+                let mut reader = Reader::new(Framing::Varlink, self.opts.max_request);
+                if let Reader::Varlink(n) = &mut reader {
+                    n.buf = k.rest;
+                }
+                let mut p = Pending {
+                    stream: k.stream,
+                    peer: k.peer,
+                    uid: k.uid,
+                    accepted: Instant::now(),
+                    reader,
+                    listener: k.listener,
+                    kept: true,
+                    draining: false,
+                };
+                match progress(&mut p, self.opts, &mut self.chunk) {
+                    Some(done) => self.hand_off(p, done),
+                    None => self.pending.push(p),
+                }
+            }
+
+            for (which, ready) in accept_ready.iter().enumerate() {
+                if !*ready {
+                    continue;
+                }
+                last_accept = Instant::now();
+                if let Some((l, framing)) = listeners.get(which) {
+                    self.accept_all(l, which, *framing)?;
+                }
             }
         }
-
-        if accept_ready {
-            last_accept = Instant::now();
-            accept_all(
-                listener,
-                opts,
-                max,
-                per_uid,
-                shared,
-                pool,
-                threads,
-                &mut pending,
-                &mut chunk,
-                refuse,
-            )?;
-        }
     }
-}
 
-/// Accepts while connections wait and there is room.
-#[allow(clippy::too_many_arguments)]
-fn accept_all<H, R>(
-    listener: &UnixListener,
-    opts: &ServeOptions,
-    max: usize,
-    per_uid: usize,
-    shared: &Arc<Shared>,
-    pool: &Arc<Pool<H>>,
-    threads: &mut Vec<std::thread::JoinHandle<()>>,
-    pending: &mut Vec<Pending>,
-    chunk: &mut [u8],
-    refuse: &R,
-) -> std::io::Result<()>
-where
-    H: Fn(Conn) + Send + Sync + 'static,
-    R: Fn(&Refused<'_>) -> Vec<u8>,
-{
-    loop {
-        if shared.counts().open >= max {
-            return Ok(());
-        }
-        let fd = match accept4(
-            listener.as_raw_fd(),
-            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-        ) {
-            Ok(fd) => fd,
-            Err(nix::errno::Errno::EAGAIN) => return Ok(()),
-            // The peer may have gone between poll and accept.
-            Err(nix::errno::Errno::ECONNABORTED | nix::errno::Errno::EINTR) => continue,
-            // Out of descriptors or memory: serve what is open, retry later.
-            Err(
-                e @ (nix::errno::Errno::EMFILE
-                | nix::errno::Errno::ENFILE
-                | nix::errno::Errno::ENOBUFS
-                | nix::errno::Errno::ENOMEM),
-            ) => {
-                crate::log_line(&format!("<4>accept: {e}"));
+    /// Accepts while connections wait and there is room.
+    fn accept_all(
+        &mut self,
+        listener: &UnixListener,
+        which: usize,
+        framing: Framing,
+    ) -> std::io::Result<()> {
+        let max = self.opts.max_connections.max(1);
+        let per_uid = self.opts.max_connections_per_uid.max(1);
+        loop {
+            if self.shared.counts().open >= max {
                 return Ok(());
             }
-            Err(e) => return Err(e.into()),
-        };
-        // SAFETY: accept4 just returned this descriptor; nothing else owns it,
-        // and the UnixStream closes it exactly once.
-        let stream = unsafe { UnixStream::from_raw_fd(fd) };
-        let accepted = Instant::now();
-        let peer = peer_credentials(&stream).ok();
-        let uid = peer.as_ref().map_or(NO_UID, |p| p.uid);
-        let mut p = Pending {
-            stream,
-            peer,
-            uid,
-            accepted,
-            decoder: Decoder::new(opts.max_request),
-            draining: false,
-        };
-        let refusal = if opts.only_uid.is_some_and(|u| u != uid) {
-            Some(Refusal::NotAllowed)
-        } else {
-            let mut c = shared.counts();
-            let n = c.per_uid.entry(uid).or_insert(0);
-            if *n >= per_uid {
-                Some(Refusal::TooManyFromUid { limit: per_uid })
+            let fd = match accept4(
+                listener.as_raw_fd(),
+                SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            ) {
+                Ok(fd) => fd,
+                Err(nix::errno::Errno::EAGAIN) => return Ok(()),
+                // The peer may have gone between poll and accept.
+                Err(nix::errno::Errno::ECONNABORTED | nix::errno::Errno::EINTR) => continue,
+                // Out of descriptors or memory: serve what is open, retry later.
+                Err(
+                    e @ (nix::errno::Errno::EMFILE
+                    | nix::errno::Errno::ENFILE
+                    | nix::errno::Errno::ENOBUFS
+                    | nix::errno::Errno::ENOMEM),
+                ) => {
+                    crate::log_line(&format!("<4>accept: {e}"));
+                    return Ok(());
+                }
+                Err(e) => return Err(e.into()),
+            };
+            // SAFETY: accept4 just returned this descriptor; nothing else owns
+            // it, and the UnixStream closes it exactly once.
+            let stream = unsafe { UnixStream::from_raw_fd(fd) };
+            let accepted = Instant::now();
+            let peer = peer_credentials(&stream).ok();
+            let uid = peer.as_ref().map_or(NO_UID, |p| p.uid);
+            let mut p = Pending {
+                stream,
+                peer,
+                uid,
+                accepted,
+                reader: Reader::new(framing, self.opts.max_request),
+                listener: which,
+                kept: false,
+                draining: false,
+            };
+            let refusal = if self.opts.only_uid.is_some_and(|u| u != uid) {
+                Some(Refusal::NotAllowed)
             } else {
-                *n += 1;
-                c.open += 1;
-                None
+                let mut c = self.shared.counts();
+                let n = c.per_uid.entry(uid).or_insert(0);
+                if *n >= per_uid {
+                    Some(Refusal::TooManyFromUid { limit: per_uid })
+                } else {
+                    *n += 1;
+                    c.open += 1;
+                    None
+                }
+            };
+            if let Some(r) = refusal {
+                self.answer(&p, r, true);
+                // Bounded: beyond as many as could be open, close at once.
+                if self.pending.iter().filter(|q| q.draining).count() < max {
+                    p.draining = true;
+                    self.pending.push(p);
+                }
+                continue;
             }
-        };
-        if let Some(r) = refusal {
-            answer(&p, r, refuse, true);
-            // Bounded: beyond as many as could be open, close at once.
-            if pending.iter().filter(|q| q.draining).count() < max {
-                p.draining = true;
-                pending.push(p);
+            // Usually the request is already there: read it now rather than
+            // after one more poll.
+            match progress(&mut p, self.opts, &mut self.chunk) {
+                Some(done) => self.hand_off(p, done),
+                None => self.pending.push(p),
             }
-            continue;
-        }
-        // Usually the request is already there: read it now rather than
-        // after one more poll.
-        match progress(&mut p, opts, chunk) {
-            Some(done) => hand_off(p, done, shared, pool, threads),
-            None => pending.push(p),
         }
     }
-}
 
-/// Writes a refusal. `drain`: shut down our write side and keep reading
-/// (see [`Pending::draining`]); otherwise the connection closes when dropped.
-fn answer<R>(p: &Pending, reason: Refusal, refuse: &R, drain: bool)
-where
-    R: Fn(&Refused<'_>) -> Vec<u8>,
-{
-    let bytes = refuse(&Refused {
-        peer: p.peer.as_ref(),
-        reason,
-        accepted: p.accepted,
-    });
-    // Small, and the socket buffer is empty: one non-blocking write.
-    let _ = (&p.stream).write(&bytes);
-    if drain {
-        let _ = p.stream.shutdown(Shutdown::Write);
+    /// Writes a refusal. `drain`: shut down our write side and keep reading
+    /// (see [`Pending::draining`]); otherwise the connection closes when
+    /// dropped.
+    fn answer(&self, p: &Pending, reason: Refusal, drain: bool) {
+        let bytes = (self.refuse)(&Refused {
+            peer: p.peer.as_ref(),
+            listener: p.listener,
+            reason,
+            accepted: p.accepted,
+        });
+        // Small, and the socket buffer is empty: one non-blocking write.
+        if !bytes.is_empty() {
+            let _ = (&p.stream).write(&bytes);
+        }
+        if drain {
+            let _ = p.stream.shutdown(Shutdown::Write);
+        }
+    }
+
+    fn hand_off(&mut self, p: Pending, done: Done) {
+        let request = match done {
+            // Nothing to answer: the slot goes back, the connection closes.
+            Done::Closed => {
+                self.shared.done(p.uid);
+                return;
+            }
+            Done::Unread => None,
+            Done::Read(r) => Some(r),
+        };
+        // The handler does blocking I/O with timeouts.
+        if p.stream.set_nonblocking(false).is_err() {
+            self.shared.done(p.uid);
+            return;
+        }
+        let rest = match p.reader {
+            Reader::Varlink(n) => n.buf,
+            Reader::Json(_) => Vec::new(),
+        };
+        let conn = Conn {
+            stream: p.stream,
+            peer: p.peer,
+            request,
+            accepted: p.accepted,
+            slot: Slot::new(self.shared, p.uid),
+            listener: p.listener,
+            rest,
+        };
+        self.pool.submit(
+            Job {
+                conn,
+                queued: Instant::now(),
+            },
+            self.threads,
+        );
     }
 }
 
@@ -668,6 +901,8 @@ enum Done {
     /// Hand over the unread stream (`read_request` false).
     Unread,
     Read(Result<Value, ReadError>),
+    /// A Varlink peer closed between messages: nothing to answer.
+    Closed,
 }
 
 /// Reads what is available; `Some` when the connection is ready for its
@@ -686,53 +921,37 @@ fn progress(p: &mut Pending, opts: &ServeOptions, chunk: &mut [u8]) -> Option<Do
             _ => Some(Done::Unread),
         };
     }
+    if let Reader::Varlink(n) = &mut p.reader {
+        if let Some(r) = n.take() {
+            return Some(Done::Read(r));
+        }
+    }
     loop {
-        let room = p.decoder.room().clamp(1, chunk.len());
+        let room = p.reader.room().clamp(1, chunk.len());
         match (&p.stream).read(&mut chunk[..room]) {
-            Ok(0) => return Some(Done::Read(p.decoder.eof())),
-            Ok(n) => match p.decoder.push(&chunk[..n]) {
-                Progress::NeedMore => {}
-                Progress::Complete(v) => return Some(Done::Read(Ok(v))),
-                Progress::Failed(e) => return Some(Done::Read(Err(e))),
-            },
+            Ok(0) => {
+                return Some(match &p.reader {
+                    Reader::Json(d) => Done::Read(d.eof()),
+                    Reader::Varlink(n) if n.buf.is_empty() => Done::Closed,
+                    Reader::Varlink(_) => Done::Read(Err(ReadError::Incomplete)),
+                })
+            }
+            Ok(n) => {
+                let got = match &mut p.reader {
+                    Reader::Json(d) => d.push(&chunk[..n]),
+                    Reader::Varlink(v) => v.push(&chunk[..n]),
+                };
+                match got {
+                    Progress::NeedMore => {}
+                    Progress::Complete(v) => return Some(Done::Read(Ok(v))),
+                    Progress::Failed(e) => return Some(Done::Read(Err(e))),
+                }
+            }
             Err(e) if e.kind() == ErrorKind::WouldBlock => return None,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => return Some(Done::Read(Err(ReadError::Io(e.to_string())))),
         }
     }
-}
-
-fn hand_off<H>(
-    p: Pending,
-    done: Done,
-    shared: &Arc<Shared>,
-    pool: &Arc<Pool<H>>,
-    threads: &mut Vec<std::thread::JoinHandle<()>>,
-) where
-    H: Fn(Conn) + Send + Sync + 'static,
-{
-    // The handler does blocking I/O with timeouts.
-    if p.stream.set_nonblocking(false).is_err() {
-        shared.done(p.uid);
-        return;
-    }
-    let conn = Conn {
-        stream: p.stream,
-        peer: p.peer,
-        request: match done {
-            Done::Unread => None,
-            Done::Read(r) => Some(r),
-        },
-        accepted: p.accepted,
-        slot: Slot::new(shared, p.uid),
-    };
-    pool.submit(
-        Job {
-            conn,
-            queued: Instant::now(),
-        },
-        threads,
-    );
 }
 
 #[cfg(test)]
@@ -921,5 +1140,90 @@ mod tests {
         assert_eq!(fast, r#"ok {"fast":1}"#);
         assert!(took < Duration::from_millis(300), "{took:?}");
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+    #[test]
+    fn varlink_calls_on_one_connection_are_answered_in_turn_and_kept_between() {
+        let (path, l) = socket("varlink");
+        let (jpath, jl) = socket("varlink-json");
+        let p2 = path.clone();
+        let j2 = jpath.clone();
+        let t = std::thread::spawn(move || {
+            let mut c = UnixStream::connect(&p2).unwrap();
+            // two calls in one write, the second split across writes
+            c.write_all(b"{\"n\":1}\0{\"n\"").unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            c.write_all(b":2}\0").unwrap();
+            let mut got = Vec::new();
+            let mut b = [0u8; 64];
+            while got.iter().filter(|x| **x == 0).count() < 2 {
+                let n = c.read(&mut b).unwrap();
+                assert!(n > 0, "closed early: {got:?}");
+                got.extend_from_slice(&b[..n]);
+            }
+            // idle between calls past the first-byte deadline (0.4 s) but
+            // within the request timeout (1 s): still served
+            std::thread::sleep(Duration::from_millis(600));
+            c.write_all(b"{\"n\":3}\0").unwrap();
+            let mut third = Vec::new();
+            while !third.contains(&0) {
+                let n = c.read(&mut b).unwrap();
+                assert!(n > 0);
+                third.extend_from_slice(&b[..n]);
+            }
+            // then silence: closed without a reply after the request timeout
+            let t0 = Instant::now();
+            let mut rest = Vec::new();
+            c.read_to_end(&mut rest).unwrap();
+            let json = ask(&j2, br#"{"j": 1}"#);
+            (got, third, rest, t0.elapsed(), json)
+        });
+        let o = ServeOptions {
+            max_connections_per_uid: 8,
+            ..opts()
+        };
+        serve_all(
+            &[(&l, Framing::Varlink), (&jl, Framing::Json)],
+            o,
+            |c: Conn| {
+                if c.listener == 1 {
+                    return echo_value(c);
+                }
+                let reply = match &c.request {
+                    Some(Ok(v)) => format!("ok {v}\0"),
+                    other => format!("err {other:?}\0"),
+                };
+                let _ = (&c.stream).write_all(reply.as_bytes());
+                c.keep();
+            },
+            refusal_bytes,
+        )
+        .unwrap();
+        let (got, third, rest, waited, json) = t.join().unwrap();
+        assert_eq!(got, b"ok {\"n\":1}\0ok {\"n\":2}\0");
+        assert_eq!(third, b"ok {\"n\":3}\0");
+        assert!(rest.is_empty(), "{rest:?}");
+        assert!(waited >= Duration::from_millis(800), "{waited:?}");
+        assert_eq!(json, r#"ok {"j":1}"#);
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::remove_dir_all(jpath.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_varlink_message_over_the_cap_or_not_json_reaches_the_handler_as_an_error() {
+        let mut n = NulReader {
+            buf: Vec::new(),
+            cap: 8,
+        };
+        assert_eq!(n.push(b"{\"a\":"), Progress::NeedMore);
+        assert_eq!(
+            n.push(b"1}\0{"),
+            Progress::Complete(serde_json::json!({"a": 1}))
+        );
+        assert_eq!(n.buf, b"{");
+        assert!(matches!(
+            n.push(b"x\0"),
+            Progress::Failed(ReadError::Malformed(_))
+        ));
+        assert_eq!(n.push(b"123456789"), Progress::Failed(ReadError::TooLarge));
     }
 }

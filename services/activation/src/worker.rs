@@ -829,6 +829,8 @@ mod tests {
                 request,
                 accepted,
                 slot: crate::serve::Slot::uncounted(),
+                listener: 0,
+                rest: Vec::new(),
             })
         });
         let mut a2 = a.try_clone().unwrap();

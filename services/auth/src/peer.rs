@@ -1,5 +1,5 @@
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
 /// The connecting process as the kernel recorded it at connect(2) time, which
@@ -74,9 +74,62 @@ pub fn peer_credentials(s: &UnixStream) -> io::Result<Peer> {
     })
 }
 
+/// SO_PEERPIDFD (Linux 6.5): not in every libc crate yet.
+const SO_PEERPIDFD: libc::c_int = 77;
+
+/// A pidfd for the connecting process (SO_PEERPIDFD), taken by the kernel
+/// at connect(2) time: unlike the pid in SO_PEERCRED it can never come to
+/// name another process once the caller exits. `None` where the kernel
+/// lacks the option (before 6.5).
+pub fn peer_pidfd(s: &UnixStream) -> io::Result<Option<OwnedFd>> {
+    let mut fd: libc::c_int = -1;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt(SO_PEERPIDFD) writes one int into `fd`, which lives
+    // for the call; the socket fd is borrowed from `s`.
+    let rc = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_PEERPIDFD,
+            (&mut fd as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ENOPROTOOPT) | Some(libc::EINVAL) => Ok(None),
+            _ => Err(e),
+        };
+    }
+    if fd < 0 {
+        return Ok(None);
+    }
+    // SAFETY: the kernel just gave us this new fd; nothing else owns it.
+    Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// The pid a pidfd names now, in our pid namespace, from
+/// `/proc/self/fdinfo/<fd>`: `Some(-1)` once that process has exited,
+/// `None` when it cannot be read.
+pub fn pidfd_pid(pidfd: &OwnedFd) -> Option<i32> {
+    let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd())).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("Pid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pidfd_names_the_peer() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        if let Some(fd) = peer_pidfd(&a).unwrap() {
+            assert_eq!(pidfd_pid(&fd), Some(std::process::id() as i32));
+        }
+    }
 
     #[test]
     fn socketpair_peer_is_ourselves() {

@@ -7,12 +7,30 @@
 //! which decides, replies and audits ([`handle::handle_conn`]).
 
 use crate::handle::{self, Ctx};
-use healing_activation::{notify_status_throttled, Conn, Refusal, Refused, ServeOptions};
+use healing_activation::{notify_status_throttled, Conn, Framing, Refusal, Refused, ServeOptions};
 use healing_audit::CallerIds;
 use healing_protocol::{encode_response, errors, ReadError, Response};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Which protocol a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The v1/v2 JSON protocol (`luminous-healing.socket`).
+    Json,
+    /// io.luminous.Healing (`luminous-healing-varlink.socket`).
+    Varlink,
+}
+
+impl Kind {
+    pub fn framing(self) -> Framing {
+        match self {
+            Kind::Json => Framing::Json,
+            Kind::Varlink => Framing::Varlink,
+        }
+    }
+}
 
 /// Handler threads at most (two at once, more only for a request queued
 /// 50 ms): a forwarded request may wait seconds for its action,
@@ -28,9 +46,13 @@ pub fn options(ctx: &Ctx, idle: Duration) -> ServeOptions {
     }
 }
 
-pub fn handler(ctx: Arc<Ctx>) -> impl Fn(Conn) + Send + Sync + 'static {
+/// `kinds[i]` is the protocol of the listener with index `i`.
+pub fn handler(ctx: Arc<Ctx>, kinds: Vec<Kind>) -> impl Fn(Conn) + Send + Sync + 'static {
     move |conn: Conn| {
-        handle::handle_conn(&ctx, conn);
+        match kinds.get(conn.listener) {
+            Some(Kind::Varlink) => crate::varlink::handle_conn(&ctx, conn),
+            _ => handle::handle_conn(&ctx, conn),
+        }
         status(&ctx);
     }
 }
@@ -43,9 +65,10 @@ fn status(ctx: &Ctx) {
     ));
 }
 
-/// A refusal from the accept loop: a v1 reply, and one audit decision as
-/// for any other refused request.
-pub fn refusal(ctx: &Ctx, r: &Refused<'_>) -> Vec<u8> {
+/// A refusal from the accept loop: a v1 reply (on the Varlink socket, a
+/// Varlink error, or nothing when no call arrived), and one audit decision
+/// as for any other refused request.
+pub fn refusal(ctx: &Ctx, kinds: &[Kind], r: &Refused<'_>) -> Vec<u8> {
     let caller = CallerIds {
         uid: r.peer.map(|p| p.uid),
         gid: r.peer.map(|p| p.gid),
@@ -71,6 +94,9 @@ pub fn refusal(ctx: &Ctx, r: &Refused<'_>) -> Vec<u8> {
     ctx.denied.fetch_add(1, Ordering::Relaxed);
     // Refused before authentication: folded per uid like the others.
     ctx.fold.add(&caller, errors::UNKNOWN_ID, "", &reason, "");
+    if kinds.get(r.listener) == Some(&Kind::Varlink) {
+        return crate::varlink::loop_refusal(r.reason, &reason);
+    }
     encode_response(&Response {
         request_id: errors::UNKNOWN_ID.to_string(),
         success: false,

@@ -46,7 +46,7 @@ fn resolve_group(n: &str) -> Result<Option<u32>, String> {
 
 /// A stand-in for every action service: answers each forwarded request with
 /// what it received, so the golden file shows what was forwarded.
-fn stand_in_actions(dir: &Path) -> Vec<std::thread::JoinHandle<()>> {
+pub(crate) fn stand_in_actions(dir: &Path) -> Vec<std::thread::JoinHandle<()>> {
     healing_policy::ALL_ACTIONS
         .iter()
         .filter(|a| a.is_forwarded())
@@ -77,7 +77,7 @@ fn stand_in_actions(dir: &Path) -> Vec<std::thread::JoinHandle<()>> {
         .collect()
 }
 
-fn ctx(config_text: &str, dir: &Path) -> Result<Ctx, String> {
+pub(crate) fn ctx(config_text: &str, dir: &Path) -> Result<Ctx, String> {
     let config = Config::parse(config_text).map_err(|e| e.0)?;
     let policy = Policy::from_config(&config, &resolve_user, &resolve_group).map_err(|e| e.0)?;
     let mut allowed = Allowed::default();

@@ -10,10 +10,13 @@ mod handle;
 mod identity;
 mod pipeline;
 mod state;
+mod varlink;
 
+use conn::Kind;
 use handle::Ctx;
 use healing_activation::{
-    notify_ready, notify_stopping, serve, start_watchdog, take_listener, ListenerSource,
+    bind_path, notify_ready, notify_stopping, serve_all, start_watchdog, take_named_listeners,
+    Framing, ListenerSource,
 };
 use healing_audit::Level;
 use healing_auth::{Secret, SecretSource};
@@ -25,10 +28,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const USAGE: &str =
-    "usage: luminous-healing [--config PATH] [--listen PATH] [--state-file PATH] [--action-dir DIR]
+    "usage: luminous-healing [--config PATH] [--listen PATH] [--varlink PATH] [--state-file PATH] [--action-dir DIR]
 
-Normally started by luminous-healing.socket. Run by hand, --listen binds PATH
-(mode 0660) instead of taking the socket from systemd.
+Normally started by luminous-healing.socket (the JSON protocol) and
+luminous-healing-varlink.socket (io.luminous.Healing), told apart by their
+FileDescriptorName= (json, varlink). Run by hand, --listen binds PATH for
+the JSON protocol and --varlink PATH for Varlink (mode 0660) instead.
   --config PATH      configuration (default /etc/luminous-healing/config.toml)
   --state-file PATH  replay cache, rate-limit and pause state (default
                      $RUNTIME_DIRECTORY/state.log; in memory without either)
@@ -38,6 +43,7 @@ Normally started by luminous-healing.socket. Run by hand, --listen binds PATH
 struct Args {
     config: Option<PathBuf>,
     listen: Option<PathBuf>,
+    varlink: Option<PathBuf>,
     state_file: Option<PathBuf>,
     action_dir: PathBuf,
     check_only: bool,
@@ -47,6 +53,7 @@ fn parse_args() -> Result<Args, String> {
     let mut a = Args {
         config: None,
         listen: None,
+        varlink: None,
         state_file: None,
         action_dir: PathBuf::from("/run/luminous-healing/actions"),
         check_only: false,
@@ -61,6 +68,7 @@ fn parse_args() -> Result<Args, String> {
         match arg.to_str() {
             Some("--config") => a.config = Some(value("--config")?),
             Some("--listen") => a.listen = Some(value("--listen")?),
+            Some("--varlink") => a.varlink = Some(value("--varlink")?),
             Some("--state-file") => a.state_file = Some(value("--state-file")?),
             Some("--action-dir") => a.action_dir = value("--action-dir")?,
             Some("--check-config") => a.check_only = true,
@@ -88,6 +96,53 @@ fn fatal(msg: &str) -> ExitCode {
 fn fatal_config(msg: &str) -> ExitCode {
     let _ = fatal(msg);
     ExitCode::from(78)
+}
+
+/// The sockets to serve: those systemd passed, by FileDescriptorName=
+/// (`json`, `varlink`; an unnamed or otherwise named single socket is the
+/// JSON one, as before there were two), or, run by hand, `--listen` and
+/// `--varlink` bound here.
+type Sockets = Vec<(Kind, std::os::unix::net::UnixListener)>;
+
+fn listeners(args: &Args) -> Result<(Sockets, ListenerSource), String> {
+    let passed = take_named_listeners().map_err(|e| e.to_string())?;
+    if !passed.is_empty() {
+        let mut out: Sockets = Vec::new();
+        for (name, l) in passed {
+            let kind = match name.as_str() {
+                "varlink" | "luminous-healing-varlink.socket" => Kind::Varlink,
+                "json" | "luminous-healing.socket" | "0" => Kind::Json,
+                _ if out.is_empty() => Kind::Json,
+                other => {
+                    return Err(format!(
+                        "systemd passed a socket named {other:?}; expected json or varlink"
+                    ))
+                }
+            };
+            if out.iter().any(|(k, _)| *k == kind) {
+                return Err(format!("systemd passed two {kind:?} sockets"));
+            }
+            out.push((kind, l));
+        }
+        return Ok((out, ListenerSource::Activated));
+    }
+    let mut out: Sockets = Vec::new();
+    if let Some(p) = &args.listen {
+        out.push((
+            Kind::Json,
+            bind_path(p, 0o660).map_err(|e| format!("{}: {e}", p.display()))?,
+        ));
+    }
+    if let Some(p) = &args.varlink {
+        out.push((
+            Kind::Varlink,
+            bind_path(p, 0o660).map_err(|e| format!("{}: {e}", p.display()))?,
+        ));
+    }
+    if out.is_empty() {
+        return Err("not socket-activated (no LISTEN_FDS) and neither --listen PATH nor --varlink PATH given".into());
+    }
+    Ok((out, ListenerSource::Bound))
 }
 
 fn main() -> ExitCode {
@@ -143,7 +198,7 @@ fn main() -> ExitCode {
         println!("configuration and secret OK");
         return ExitCode::SUCCESS;
     }
-    let (listener, source) = match take_listener(args.listen.as_deref(), 0o660) {
+    let (sockets, source) = match listeners(&args) {
         Ok(l) => l,
         Err(e) => return fatal(&format!("no socket: {e}")),
     };
@@ -194,12 +249,16 @@ fn main() -> ExitCode {
         }
     });
     notify_ready("waiting for requests");
+    let kinds: Vec<Kind> = sockets.iter().map(|(k, _)| *k).collect();
+    let lst: Vec<(&std::os::unix::net::UnixListener, Framing)> =
+        sockets.iter().map(|(k, l)| (l, k.framing())).collect();
     let r = Arc::clone(&ctx);
-    let served = serve(
-        &listener,
+    let rk = kinds.clone();
+    let served = serve_all(
+        &lst,
         conn::options(&ctx, idle),
-        conn::handler(Arc::clone(&ctx)),
-        move |refused| conn::refusal(&r, refused),
+        conn::handler(Arc::clone(&ctx), kinds),
+        move |refused| conn::refusal(&r, &rk, refused),
     );
     notify_stopping("idle, exiting; the socket stays open");
     ctx.fold.flush_all();

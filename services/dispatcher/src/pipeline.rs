@@ -12,6 +12,11 @@
 //! the restart breaker). A dry run passes every stage without consuming
 //! anything and is forwarded with `dry_run`, so the action reads its facts
 //! and says what it would do.
+//!
+//! The Varlink interface ([`decide_varlink`]) carries nothing signed: the
+//! caller's identity is the kernel's (SO_PEERCRED), so it skips the
+//! signature, freshness and replay stages and runs the same caller check,
+//! authorize, admit and execute on a [`Call`].
 
 use crate::forward::forward;
 use crate::handle::Ctx;
@@ -20,6 +25,7 @@ use healing_audit::Outcome;
 use healing_auth::{check_freshness, parse_timestamp, verify, Freshness, Peer};
 use healing_policy::{Action, ActionName, CallerInfo, Protocol};
 use healing_protocol::{signing_message, ActionRequest, Caller, Refusal, Request, Version};
+use serde_json::{Map, Value};
 use std::sync::PoisonError;
 use std::time::Duration;
 
@@ -34,6 +40,8 @@ pub struct Verdict {
     pub reason: String,
     /// Refused before authentication: folded in the audit.
     pub unauthenticated: bool,
+    /// The dispatcher's own refusal, when it refused (the Varlink error).
+    pub refusal: Option<Refusal>,
 }
 
 impl Verdict {
@@ -44,6 +52,7 @@ impl Verdict {
             output: None,
             reason: reason.into(),
             unauthenticated: false,
+            refusal: Some(refusal),
         }
     }
 
@@ -61,11 +70,46 @@ impl Verdict {
             output: Some(output),
             reason: reason.into(),
             unauthenticated: false,
+            refusal: None,
         }
     }
 }
 
 type Stage<T> = Result<T, Verdict>;
+
+/// What the shared stages (authorize, admit, execute) read of a request,
+/// whichever protocol carried it.
+pub struct Call<'a> {
+    pub id: &'a str,
+    /// The wire name (`restart_service`).
+    pub action: &'a str,
+    pub parameters: &'a Map<String, Value>,
+    pub dry_run: bool,
+    /// `v1`, `v2` or `varlink`, for the audit records.
+    pub protocol: &'static str,
+}
+
+impl<'a> Call<'a> {
+    fn of(req: &'a Request) -> Call<'a> {
+        Call {
+            id: &req.id,
+            action: &req.action,
+            parameters: &req.parameters,
+            dry_run: req.dry_run,
+            protocol: req.version.as_str(),
+        }
+    }
+}
+
+/// One Varlink method call, its parameters already in the wire form of the
+/// JSON protocol (`{"service": ...}`). The id is the dispatcher's own.
+#[derive(Debug, Clone)]
+pub struct VarlinkCall {
+    pub id: String,
+    pub action: String,
+    pub parameters: Map<String, Value>,
+    pub dry_run: bool,
+}
 
 fn caller_info(peer: &Peer) -> CallerInfo {
     CallerInfo {
@@ -87,13 +131,62 @@ fn stages(ctx: &Ctx, req: &Request, peer: &Peer, now: i64) -> Stage<Verdict> {
     let ts = freshness(ctx, req, now)?;
     let mut store = ctx.store.lock().unwrap_or_else(PoisonError::into_inner);
     replay(ctx, &mut store, req, peer, ts, now)?;
-    let action = authorize(ctx, req, peer)?;
-    admit(ctx, &mut store, req, &action, peer, now)?;
-    if let Some(v) = answer_locally(ctx, &mut store, req, &action, peer, now) {
+    shared_stages(ctx, store, &Call::of(req), peer, now)
+}
+
+/// authorize → admit → answer locally or execute: the stages both protocols
+/// share. Takes the state lock held since replay (JSON) or taken just now
+/// (Varlink), and lets it go before the action runs.
+fn shared_stages(
+    ctx: &Ctx,
+    mut store: std::sync::MutexGuard<'_, Store>,
+    call: &Call<'_>,
+    peer: &Peer,
+    now: i64,
+) -> Stage<Verdict> {
+    let action = authorize(ctx, call, peer)?;
+    admit(ctx, &mut store, call, &action, peer, now)?;
+    if let Some(v) = answer_locally(ctx, &mut store, call, &action, peer, now) {
         return Ok(v);
     }
     drop(store);
-    Ok(execute(ctx, req, &action, peer))
+    Ok(execute(ctx, call, &action, peer))
+}
+
+/// A Varlink call: the caller check, then the shared stages. No signature,
+/// no freshness, no replay cache: nothing signed travels, and the identity
+/// is the kernel's. A caller the configuration does not allow is refused
+/// "unauthenticated" (folded in the audit), as on the JSON socket.
+pub fn decide_varlink(ctx: &Ctx, call: &VarlinkCall, peer: &Peer, now: i64) -> Verdict {
+    let run = || -> Stage<Verdict> {
+        permit_caller(ctx, peer)?;
+        let store = ctx.store.lock().unwrap_or_else(PoisonError::into_inner);
+        let c = Call {
+            id: &call.id,
+            action: &call.action,
+            parameters: &call.parameters,
+            dry_run: call.dry_run,
+            protocol: "varlink",
+        };
+        shared_stages(ctx, store, &c, peer, now)
+    };
+    match run() {
+        Ok(v) | Err(v) => v,
+    }
+}
+
+/// Root, an allowed user or a member of an allowed group.
+pub(crate) fn permit_caller(ctx: &Ctx, peer: &Peer) -> Stage<()> {
+    if ctx.allowed.permits(peer) {
+        return Ok(());
+    }
+    Err(Verdict::unauthenticated(
+        Refusal::CallerNotAllowed,
+        format!(
+            "uid {} gid {} is not root, an allowed user or in an allowed group",
+            peer.uid, peer.gid
+        ),
+    ))
 }
 
 /// Caller allowed, protocol accepted, signature valid.
@@ -102,15 +195,7 @@ pub fn authenticate(ctx: &Ctx, req: &Request, peer: &Peer) -> Stage<()> {
         Version::V1 => Protocol::V1,
         Version::V2 => Protocol::V2,
     };
-    if !ctx.allowed.permits(peer) {
-        return Err(Verdict::unauthenticated(
-            Refusal::CallerNotAllowed,
-            format!(
-                "uid {} gid {} is not root, an allowed user or in an allowed group",
-                peer.uid, peer.gid
-            ),
-        ));
-    }
+    permit_caller(ctx, peer)?;
     if !ctx.config.accepts(proto) {
         return Err(Verdict::unauthenticated(
             Refusal::ProtocolNotAccepted {
@@ -209,13 +294,13 @@ pub fn replay(
 
 /// The action is known and enabled, its parameters valid, and the policy
 /// lets this caller ask for it on this target (healing_policy::permit).
-pub fn authorize(ctx: &Ctx, req: &Request, peer: &Peer) -> Stage<Action> {
-    let name = match ActionName::from_wire(&req.action) {
+pub fn authorize(ctx: &Ctx, req: &Call<'_>, peer: &Peer) -> Stage<Action> {
+    let name = match ActionName::from_wire(req.action) {
         Some(n) if !n.is_configurable() || ctx.config.action_enabled(n) => n,
         Some(_) => {
             return Err(Verdict::deny(
                 Refusal::NotAllowed {
-                    action: req.action.clone(),
+                    action: req.action.to_string(),
                 },
                 "action is disabled in the configuration (rule actions.enabled)",
             ))
@@ -223,13 +308,13 @@ pub fn authorize(ctx: &Ctx, req: &Request, peer: &Peer) -> Stage<Action> {
         None => {
             return Err(Verdict::deny(
                 Refusal::NotAllowed {
-                    action: req.action.clone(),
+                    action: req.action.to_string(),
                 },
                 "unknown action",
             ))
         }
     };
-    let action = Action::parse(name, &req.parameters).map_err(|e| {
+    let action = Action::parse(name, req.parameters).map_err(|e| {
         Verdict::deny(
             Refusal::InvalidParameters { detail: e.clone() },
             format!("invalid parameters: {e}"),
@@ -257,7 +342,7 @@ pub fn authorize(ctx: &Ctx, req: &Request, peer: &Peer) -> Stage<Action> {
 pub fn admit(
     ctx: &Ctx,
     store: &mut Store,
-    req: &Request,
+    req: &Call<'_>,
     action: &Action,
     peer: &Peer,
     now: i64,
@@ -327,7 +412,7 @@ pub fn admit(
     }
     let admitted = store
         .admit(
-            &req.action,
+            req.action,
             (al.max, al.window_secs),
             peer.uid,
             (cl.max, cl.window_secs),
@@ -369,7 +454,7 @@ pub fn admit(
 fn answer_locally(
     ctx: &Ctx,
     store: &mut Store,
-    req: &Request,
+    req: &Call<'_>,
     action: &Action,
     peer: &Peer,
     now: i64,
@@ -412,7 +497,7 @@ fn answer_locally(
 
 /// Hands the request to its action, after the accepted record reached the
 /// journal (fail closed: no record, no action).
-pub fn execute(ctx: &Ctx, req: &Request, action: &Action, peer: &Peer) -> Verdict {
+pub fn execute(ctx: &Ctx, req: &Call<'_>, action: &Action, peer: &Peer) -> Verdict {
     if !req.dry_run {
         let caller = healing_audit::CallerIds {
             uid: Some(peer.uid),
@@ -420,10 +505,10 @@ pub fn execute(ctx: &Ctx, req: &Request, action: &Action, peer: &Peer) -> Verdic
             pid: Some(peer.pid),
         };
         if let Err(e) = healing_audit::received(
-            &req.id,
-            &req.action,
+            req.id,
+            req.action,
             &caller,
-            req.version.as_str(),
+            req.protocol,
             ctx.audit_required,
         ) {
             return Verdict::deny(Refusal::AuditUnavailable { detail: e.clone() }, e);
@@ -434,8 +519,8 @@ pub fn execute(ctx: &Ctx, req: &Request, action: &Action, peer: &Peer) -> Verdic
     // its own timeout reply, which names what timed out, arrives first.
     let timeout = Duration::from_secs(ctx.config.action_timeout_secs(name).saturating_add(5));
     let areq = ActionRequest {
-        id: req.id.clone(),
-        action: req.action.clone(),
+        id: req.id.to_string(),
+        action: req.action.to_string(),
         parameters: req.parameters.clone(),
         caller: Caller {
             uid: peer.uid,
@@ -467,6 +552,7 @@ pub fn execute(ctx: &Ctx, req: &Request, action: &Action, peer: &Peer) -> Verdic
                 output: r.output,
                 error: Some(e),
                 unauthenticated: false,
+                refusal: None,
             }
         }
         Err(e) => Verdict {
@@ -475,6 +561,7 @@ pub fn execute(ctx: &Ctx, req: &Request, action: &Action, peer: &Peer) -> Verdic
             output: None,
             error: Some(e),
             unauthenticated: false,
+            refusal: None,
         },
     }
 }

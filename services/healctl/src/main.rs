@@ -1,9 +1,10 @@
 //! healctl: ask luminous-healing for a repair from the command line.
-//! Speaks v2 by default (the signature covers the parameters), v1 on request.
+//! Speaks v2 by default (the signature covers the parameters), v1 on request,
+//! or Varlink (`--varlink`: io.luminous.Healing, no secret).
 
 use healing_auth::{sign, Secret};
 use healing_protocol::{
-    canonical_parameters, signing_message, ErrorKind, Refusal, Request, Response, Version,
+    canonical_parameters, signing_message, uuid4, ErrorKind, Refusal, Request, Response, Version,
 };
 use serde_json::{json, Map, Value};
 use std::io::{IsTerminal, Read, Write};
@@ -30,6 +31,9 @@ Commands:
 
 Options:
   --socket PATH        default /run/luminous-healing.sock
+                       (with --varlink: /run/luminous-healing/io.luminous.Healing)
+  --varlink            speak Varlink (io.luminous.Healing): no secret, the
+                       socket's group and the policy decide
   --secret-file PATH   the shared secret (else $LUMINOUS_HEALING_SECRET)
   --protocol v1|v2     default v2
   --json               print the raw JSON reply
@@ -47,8 +51,11 @@ const EXIT_REFUSED: u8 = 3;
 const EXIT_RATE: u8 = 4;
 const EXIT_TRANSPORT: u8 = 5;
 
+const VARLINK_SOCKET: &str = "/run/luminous-healing/io.luminous.Healing";
+
 struct Opts {
     socket: String,
+    varlink: bool,
     secret_file: Option<String>,
     version: Version,
     json: bool,
@@ -63,8 +70,10 @@ fn usage(msg: &str) -> Result<Opts, (u8, String)> {
 }
 
 fn parse(args: Vec<String>) -> Result<Opts, (u8, String)> {
+    let mut socket = None;
     let mut o = Opts {
         socket: "/run/luminous-healing.sock".into(),
+        varlink: false,
         secret_file: None,
         version: Version::V2,
         json: false,
@@ -83,7 +92,8 @@ fn parse(args: Vec<String>) -> Result<Opts, (u8, String)> {
                 .ok_or_else(|| (EXIT_USAGE, format!("healctl: {name} needs a value")))
         };
         match a.as_str() {
-            "--socket" => o.socket = val("--socket")?,
+            "--socket" => socket = Some(val("--socket")?),
+            "--varlink" => o.varlink = true,
             "--secret-file" => o.secret_file = Some(val("--secret-file")?),
             "--protocol" => {
                 o.version = match val("--protocol")?.as_str() {
@@ -173,27 +183,16 @@ fn parse(args: Vec<String>) -> Result<Opts, (u8, String)> {
     if o.dry_run && o.version == Version::V1 {
         return usage("--dry-run needs protocol v2");
     }
+    if o.varlink && o.dry_run && action == "status" {
+        return usage("status has no --dry-run over Varlink");
+    }
+    o.socket = match (socket, o.varlink) {
+        (Some(s), _) => s,
+        (None, true) => VARLINK_SOCKET.into(),
+        (None, false) => o.socket,
+    };
     o.action = action;
     Ok(o)
-}
-
-/// A random (version 4) UUID, as the v1 client sends.
-fn uuid4() -> Result<String, String> {
-    let mut b = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    Ok(format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    ))
 }
 
 /// Shows elapsed time on a terminal while a long action runs.
@@ -224,7 +223,119 @@ fn spinner(action: String, done: Arc<AtomicBool>) -> Option<std::thread::JoinHan
         .ok()
 }
 
+/// The io.luminous.Healing method of a wire action, and its parameters
+/// renamed to the interface's.
+fn varlink_call(o: &Opts) -> Value {
+    let method = match o.action.as_str() {
+        "restart_service" => "RestartService",
+        "set_cpu_governor" => "SetCpuGovernor",
+        "clear_system_cache" => "ClearSystemCache",
+        "adjust_swappiness" => "AdjustSwappiness",
+        "kill_process" => "KillProcess",
+        "restart_network" => "RestartNetwork",
+        "clean_nix_store" => "CleanNixStore",
+        "rollback_generation" => "RollbackGeneration",
+        "pause" => "Pause",
+        "resume" => "Resume",
+        _ => "Status",
+    };
+    let mut params: Map<String, Value> = o
+        .params
+        .iter()
+        .map(|(k, v)| {
+            let k = if k == "service" { "unit" } else { k.as_str() };
+            (k.to_string(), v.clone())
+        })
+        .collect();
+    if o.dry_run {
+        params.insert("dryRun".into(), json!(true));
+    }
+    json!({"method": format!("io.luminous.Healing.{method}"), "parameters": params})
+}
+
+/// Exit status of a Varlink error, as for the JSON protocol's strings.
+fn varlink_exit(error: &str) -> u8 {
+    match error.strip_prefix("io.luminous.Healing.") {
+        Some("RateLimited") => EXIT_RATE,
+        Some("NotAllowed" | "InvalidParameter" | "Refused" | "Paused") => EXIT_REFUSED,
+        Some("AuditUnavailable" | "StateUnavailable") => EXIT_TRANSPORT,
+        Some(_) => EXIT_FAILED,
+        None if error.starts_with("org.varlink.service.") => EXIT_REFUSED,
+        None => EXIT_FAILED,
+    }
+}
+
+fn run_varlink(o: Opts) -> Result<u8, (u8, String)> {
+    let transport = |e: std::io::Error| (EXIT_TRANSPORT, format!("healctl: {}: {e}", o.socket));
+    let mut s = UnixStream::connect(&o.socket).map_err(transport)?;
+    s.set_read_timeout(Some(o.timeout)).map_err(transport)?;
+    let mut msg = varlink_call(&o).to_string().into_bytes();
+    msg.push(0);
+    s.write_all(&msg).map_err(transport)?;
+    let done = Arc::new(AtomicBool::new(false));
+    let spin = spinner(o.action.clone(), Arc::clone(&done));
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let read = loop {
+        match s.read(&mut chunk) {
+            Ok(0) => break Ok(()),
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                if buf.contains(&0) || buf.len() > 1 << 20 {
+                    break Ok(());
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
+    done.store(true, Ordering::Relaxed);
+    if let Some(h) = spin {
+        let _ = h.join();
+    }
+    read.map_err(transport)?;
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    let reply: Value = serde_json::from_slice(&buf[..end]).map_err(|e| {
+        (
+            EXIT_TRANSPORT,
+            format!("healctl: the reply is not a Varlink reply: {e}"),
+        )
+    })?;
+    if o.json {
+        println!("{reply}");
+    }
+    let params = &reply["parameters"];
+    let id = params["id"].as_str().unwrap_or("");
+    if let Some(err) = reply["error"].as_str() {
+        if !o.json {
+            match params["reason"].as_str() {
+                Some(reason) => eprintln!("healctl: {reason} ({err}, request {id})"),
+                None => eprintln!("healctl: {err} {params}"),
+            }
+        }
+        return Ok(varlink_exit(err));
+    }
+    if !o.json {
+        print_output(params["output"].as_str().unwrap_or(""));
+    }
+    Ok(0)
+}
+
+/// status answers with JSON: show it readably.
+fn print_output(out: &str) {
+    match serde_json::from_str::<Value>(out) {
+        Ok(v @ Value::Object(_)) => println!(
+            "{}",
+            serde_json::to_string_pretty(&v).unwrap_or_else(|_| out.to_string())
+        ),
+        _ => println!("{out}"),
+    }
+}
+
 fn run(o: Opts) -> Result<u8, (u8, String)> {
+    if o.varlink {
+        return run_varlink(o);
+    }
     let secret = match &o.secret_file {
         Some(f) => Secret::from_file(std::path::Path::new(f)),
         None => Secret::load(),
@@ -281,17 +392,7 @@ fn run(o: Opts) -> Result<u8, (u8, String)> {
     }
     if reply.success {
         if !o.json {
-            let out = reply.output.as_deref().unwrap_or("");
-            // status answers with JSON: show it readably.
-            match serde_json::from_str::<Value>(out) {
-                Ok(v @ Value::Object(_)) => {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&v).unwrap_or_else(|_| out.to_string())
-                    )
-                }
-                _ => println!("{out}"),
-            }
+            print_output(reply.output.as_deref().unwrap_or(""));
         }
         return Ok(0);
     }
@@ -365,6 +466,35 @@ mod tests {
     }
 
     #[test]
+    fn varlink_calls_use_the_interface_names() {
+        let o = p(&["--varlink", "--dry-run", "restart-service", "a.service"])
+            .ok()
+            .unwrap();
+        assert_eq!(o.socket, VARLINK_SOCKET);
+        assert_eq!(
+            varlink_call(&o),
+            json!({"method": "io.luminous.Healing.RestartService",
+                   "parameters": {"unit": "a.service", "dryRun": true}})
+        );
+        let o = p(&["--varlink", "kill-process", "42"]).ok().unwrap();
+        assert_eq!(
+            varlink_call(&o)["parameters"],
+            json!({"pid": 42, "signal": "TERM"})
+        );
+        assert!(p(&["--varlink", "--dry-run", "status"]).is_err());
+        assert_eq!(varlink_exit("io.luminous.Healing.RateLimited"), EXIT_RATE);
+        assert_eq!(varlink_exit("io.luminous.Healing.Refused"), EXIT_REFUSED);
+        assert_eq!(
+            varlink_exit("org.varlink.service.InvalidParameter"),
+            EXIT_REFUSED
+        );
+        assert_eq!(
+            varlink_exit("io.luminous.Healing.ActionFailed"),
+            EXIT_FAILED
+        );
+    }
+
+    #[test]
     fn exit_codes_follow_the_error_strings() {
         assert_eq!(classify("Invalid signature"), EXIT_REFUSED);
         assert_eq!(classify("Action reboot not allowed"), EXIT_REFUSED);
@@ -378,12 +508,5 @@ mod tests {
             classify("Action kill_process timed out after 15 s"),
             EXIT_FAILED
         );
-    }
-
-    #[test]
-    fn uuid_is_version_4() {
-        let u = uuid4().unwrap();
-        assert_eq!(u.len(), 36);
-        assert_eq!(&u[14..15], "4");
     }
 }

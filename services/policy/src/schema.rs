@@ -82,7 +82,7 @@ impl ActionName {
         }
     }
 
-    fn parameter_names(self) -> &'static [&'static str] {
+    pub fn parameter_names(self) -> &'static [&'static str] {
         match self {
             ActionName::RestartService => &["service"],
             ActionName::SetCpuGovernor => &["governor"],

@@ -14,12 +14,14 @@
 )]
 
 mod codec;
+mod id;
 mod internal;
 mod refusal;
 mod request;
 mod response;
 
 pub use codec::{read_one_object, Decoder, Progress, ReadError};
+pub use id::uuid4;
 pub use internal::{ActionReply, ActionRequest, Caller};
 pub use refusal::{ErrorKind, Refusal};
 pub use request::{canonical_parameters, parse_request, signing_message, Request, Version};
