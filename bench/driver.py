@@ -75,7 +75,7 @@ N_CACHE = 20
 # still inside its freshness window, so it must be kept and checked) against
 # the same requests into an empty cache.
 LIVE_IDS = knob("BENCH_LIVE_IDS", 100_000, 1000)
-N_LIVE = knob("BENCH_LIVE_N", 2000, 100)
+N_LIVE = knob("BENCH_LIVE_N", 10_000, 100)
 # Sends of the accepted record per round, for its cost on the full path.
 N_AUDIT = knob("BENCH_AUDIT_N", 1000, 50)
 # Every warm and concurrent figure is taken in this many rounds, the paths
