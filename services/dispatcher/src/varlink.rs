@@ -25,7 +25,7 @@ use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
-pub const INTERFACE: &str = "io.luminous.Healing";
+pub const INTERFACE: &str = healing_actions::VARLINK_INTERFACE;
 pub const IDL: &str = include_str!("io.luminous.Healing.varlink");
 const SERVICE: &str = "org.varlink.service";
 const SERVICE_IDL: &str = "# The Varlink Service Interface is provided by every varlink service. It
@@ -83,96 +83,53 @@ struct Param {
 }
 
 struct Method {
-    name: &'static str,
+    name: String,
     action: ActionName,
-    params: &'static [Param],
+    params: Vec<Param>,
     /// Takes `dryRun: ?bool`.
     dry_run: bool,
 }
 
-const fn p(name: &'static str, wire: &'static str, ty: Ty, optional: bool) -> Param {
-    Param {
-        name,
-        wire,
-        ty,
-        optional,
-    }
+/// One method per action of the table (healing_actions::ACTIONS), whose
+/// generated IDL is [`IDL`]: the two cannot drift apart.
+fn methods() -> &'static [Method] {
+    static METHODS: std::sync::OnceLock<Vec<Method>> = std::sync::OnceLock::new();
+    METHODS.get_or_init(|| {
+        healing_actions::ACTIONS
+            .iter()
+            .filter_map(|a| {
+                Some(Method {
+                    name: a.varlink_method(),
+                    action: ActionName::from_wire(a.name)?,
+                    params: a
+                        .params
+                        .iter()
+                        .map(|p| Param {
+                            name: p.varlink,
+                            wire: p.name,
+                            ty: if p.varlink_type() == "int" {
+                                Ty::Int
+                            } else {
+                                Ty::Str
+                            },
+                            optional: p.optional(),
+                        })
+                        .collect(),
+                    dry_run: a.varlink_dry_run(),
+                })
+            })
+            .collect()
+    })
 }
 
-const fn m(
-    name: &'static str,
-    action: ActionName,
-    params: &'static [Param],
-    dry_run: bool,
-) -> Method {
-    Method {
-        name,
-        action,
-        params,
-        dry_run,
-    }
-}
-
-const METHODS: &[Method] = &[
-    m(
-        "RestartService",
-        ActionName::RestartService,
-        &[p("unit", "service", Ty::Str, false)],
-        true,
-    ),
-    m(
-        "SetCpuGovernor",
-        ActionName::SetCpuGovernor,
-        &[p("governor", "governor", Ty::Str, false)],
-        true,
-    ),
-    m("ClearSystemCache", ActionName::ClearSystemCache, &[], true),
-    m(
-        "AdjustSwappiness",
-        ActionName::AdjustSwappiness,
-        &[p("value", "value", Ty::Int, false)],
-        true,
-    ),
-    m(
-        "KillProcess",
-        ActionName::KillProcess,
-        &[
-            p("pid", "pid", Ty::Int, false),
-            p("signal", "signal", Ty::Str, false),
-        ],
-        true,
-    ),
-    m("RestartNetwork", ActionName::RestartNetwork, &[], true),
-    m("CleanNixStore", ActionName::CleanNixStore, &[], true),
-    m(
-        "RollbackGeneration",
-        ActionName::RollbackGeneration,
-        &[],
-        true,
-    ),
-    m(
-        "Pause",
-        ActionName::Pause,
-        &[p("reason", "reason", Ty::Str, true)],
-        true,
-    ),
-    m("Resume", ActionName::Resume, &[], true),
-    m("Status", ActionName::Status, &[], false),
-];
-
-/// The interface's errors, each `(reason: string, id: string)`; the IDL
-/// test holds the description to it.
+/// The interface's errors, each `(reason: string, id: string)`.
 #[cfg(test)]
-const ERRORS: &[&str] = &[
-    "NotAllowed",
-    "InvalidParameter",
-    "RateLimited",
-    "Refused",
-    "Paused",
-    "ActionFailed",
-    "AuditUnavailable",
-    "StateUnavailable",
-];
+fn errors() -> Vec<&'static str> {
+    healing_actions::VARLINK_ERRORS
+        .iter()
+        .map(|(n, _)| *n)
+        .collect()
+}
 
 /// The Varlink error of a verdict that is not a success: the dispatcher's
 /// own refusal by its kind; an action's refusal on the facts it read is
@@ -242,7 +199,7 @@ fn typed(
         }
     }
     let mut wire = Map::new();
-    for p in method.params {
+    for p in &method.params {
         match params.get(p.name) {
             None | Some(Value::Null) if p.optional => {}
             None | Some(Value::Null) => {
@@ -309,7 +266,7 @@ fn call(ctx: &Ctx, msg: Message, peer: &Peer, t0: Instant) -> Option<Reply> {
     let (iface, name) = msg.method.rsplit_once('.').unwrap_or(("", &msg.method));
     let reply = match iface {
         SERVICE => service_call(name, &msg),
-        INTERFACE => match METHODS.iter().find(|m| m.name == name) {
+        INTERFACE => match methods().iter().find(|m| m.name == name) {
             Some(m) if msg.upgrade => Some(Reply::error(
                 "org.varlink.service.MethodNotImplemented",
                 json!({ "method": format!("{INTERFACE}.{}", m.name) }),
@@ -503,7 +460,7 @@ mod tests {
     }
 
     fn rendered() -> Vec<String> {
-        let mut out: Vec<String> = METHODS
+        let mut out: Vec<String> = methods()
             .iter()
             .map(|m| {
                 let mut ps: Vec<String> = m
@@ -529,7 +486,7 @@ mod tests {
             })
             .collect();
         out.extend(
-            ERRORS
+            errors()
                 .iter()
                 .map(|e| format!("error {e}(reason: string, id: string)")),
         );
@@ -556,7 +513,7 @@ mod tests {
     #[test]
     fn every_action_has_one_method_with_its_parameters() {
         for a in healing_policy::ALL_ACTIONS {
-            let ms: Vec<_> = METHODS.iter().filter(|m| m.action == a).collect();
+            let ms: Vec<_> = methods().iter().filter(|m| m.action == a).collect();
             assert_eq!(ms.len(), 1, "{a:?}");
             let mut wire: Vec<_> = ms[0].params.iter().map(|p| p.wire).collect();
             wire.sort_unstable();
@@ -586,7 +543,7 @@ mod tests {
         ];
         for r in all {
             let e = error_of(&Verdict::deny(r.clone(), "x"));
-            assert!(ERRORS.contains(&e), "{r}: {e}");
+            assert!(errors().contains(&e), "{r}: {e}");
         }
         let failed = Verdict {
             outcome: Outcome::Failure,
@@ -602,7 +559,7 @@ mod tests {
 
     #[test]
     fn parameters_are_typed_and_renamed() {
-        let restart = &METHODS[0];
+        let restart = &methods()[0];
         let params = |v: Value| v.as_object().cloned().unwrap();
         let (w, dry) = typed(
             restart,
@@ -623,21 +580,21 @@ mod tests {
                 .parameter,
             "service"
         );
-        let kill = METHODS.iter().find(|m| m.name == "KillProcess").unwrap();
+        let kill = methods().iter().find(|m| m.name == "KillProcess").unwrap();
         assert_eq!(
             typed(kill, &params(json!({"pid": 4.5, "signal": "TERM"})))
                 .unwrap_err()
                 .parameter,
             "pid"
         );
-        let status = METHODS.iter().find(|m| m.name == "Status").unwrap();
+        let status = methods().iter().find(|m| m.name == "Status").unwrap();
         assert_eq!(
             typed(status, &params(json!({"dryRun": true})))
                 .unwrap_err()
                 .parameter,
             "dryRun"
         );
-        let pause = METHODS.iter().find(|m| m.name == "Pause").unwrap();
+        let pause = methods().iter().find(|m| m.name == "Pause").unwrap();
         let (w, _) = typed(pause, &params(json!({"reason": null}))).unwrap();
         assert!(w.is_empty());
     }
