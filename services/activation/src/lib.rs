@@ -15,4 +15,6 @@ pub use listener::{bind_path, take_listener, take_named_listeners, ListenerSourc
 pub use notify::{
     log_line, notify_ready, notify_status, notify_status_throttled, notify_stopping, start_watchdog,
 };
-pub use serve::{serve, serve_all, Conn, Framing, Refusal, Refused, ServeOptions, Slot};
+pub use serve::{
+    serve, serve_all, Conn, Framing, InlineTest, Refusal, Refused, ServeOptions, Slot,
+};

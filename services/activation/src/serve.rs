@@ -77,7 +77,19 @@ pub struct ServeOptions {
     /// Only this uid is served; any other peer gets [`Refusal::NotAllowed`]
     /// and nothing is read.
     pub only_uid: Option<u32>,
+    /// A request (read, or failed to read) for which this says true is
+    /// handled on the loop's own thread, with no hand-off to the pool. Only
+    /// for requests whose handling waits on nothing but local writes
+    /// (refusals, answers from memory): the loop serves no one else
+    /// meanwhile. Measured: the hand-off (a futex wake, a switch to the
+    /// handler thread, the socket made blocking) was about a third of the
+    /// dispatcher's CPU per wrong-key refusal (docs/benchmarks.md).
+    pub inline: Option<InlineTest>,
 }
+
+/// See [`ServeOptions::inline`]: given the request as read, whether the
+/// loop's thread handles it.
+pub type InlineTest = fn(&Result<Value, ReadError>) -> bool;
 
 impl ServeOptions {
     /// The limits from the configuration; `idle` from `idle_timeout_secs`.
@@ -92,6 +104,7 @@ impl ServeOptions {
             workers: 4,
             read_request: true,
             only_uid: None,
+            inline: None,
         }
     }
 }
@@ -99,7 +112,9 @@ impl ServeOptions {
 /// One connection handed to the handler.
 #[derive(Debug)]
 pub struct Conn {
-    /// Blocking again; the handler writes its reply here and drops it.
+    /// Blocking again (still non-blocking for an inline handler, see
+    /// [`ServeOptions::inline`]); the handler writes its reply here and
+    /// drops it.
     pub stream: UnixStream,
     /// SO_PEERCRED/SO_PEERGROUPS at accept time; `None` if unreadable.
     pub peer: Option<Peer>,
@@ -875,8 +890,14 @@ where
             Done::Unread => None,
             Done::Read(r) => Some(r),
         };
-        // The handler does blocking I/O with timeouts.
-        if p.stream.set_nonblocking(false).is_err() {
+        let inline = match (self.opts.inline, &request) {
+            (Some(quick), Some(r)) => quick(r),
+            _ => false,
+        };
+        // A pool handler does blocking I/O with timeouts. An inline one only
+        // writes its reply, far smaller than the fresh socket's send buffer,
+        // so the socket stays non-blocking (Conn::keep makes it so anyway).
+        if !inline && p.stream.set_nonblocking(false).is_err() {
             self.shared.done(p.uid);
             return;
         }
@@ -893,13 +914,15 @@ where
             listener: p.listener,
             rest,
         };
-        self.pool.submit(
-            Job {
-                conn,
-                queued: Instant::now(),
-            },
-            self.threads,
-        );
+        let job = Job {
+            conn,
+            queued: Instant::now(),
+        };
+        if inline {
+            self.pool.run_one(job);
+        } else {
+            self.pool.submit(job, self.threads);
+        }
     }
 }
 
@@ -976,6 +999,7 @@ mod tests {
             workers: 2,
             read_request: true,
             only_uid: None,
+            inline: None,
         }
     }
 
@@ -1102,6 +1126,44 @@ mod tests {
         };
         serve(&l, o, echo_value, refusal_bytes).unwrap();
         assert_eq!(t.join().unwrap(), "refused NotAllowed");
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn inline_requests_are_answered_on_the_loop_thread_the_rest_in_the_pool() {
+        let (path, l) = socket("inline");
+        let p2 = path.clone();
+        let t = std::thread::spawn(move || {
+            (
+                ask(&p2, br#"{"quick": 1}"#),
+                ask(&p2, br#"{"slow": 1}"#),
+                ask(&p2, b"{nope"),
+            )
+        });
+        let o = ServeOptions {
+            inline: Some(|r| match r {
+                Ok(v) => v.get("quick").is_some(),
+                Err(_) => true,
+            }),
+            ..opts()
+        };
+        let loop_thread = std::thread::current().id();
+        serve(
+            &l,
+            o,
+            move |c: Conn| {
+                let here = std::thread::current().id() == loop_thread;
+                let mut s = c.stream;
+                let _ = write!(s, "{here}");
+            },
+            refusal_bytes,
+        )
+        .unwrap();
+        let (quick, slow, bad) = t.join().unwrap();
+        assert_eq!(
+            (quick.as_str(), slow.as_str(), bad.as_str()),
+            ("true", "false", "true")
+        );
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 

@@ -3,13 +3,19 @@
 //! (too many connections from one uid, no request in time).
 //!
 //! The loop reads the whole request (incrementally, with the first-byte and
-//! request deadlines) and hands only complete requests to a handler thread,
-//! which decides, replies and audits ([`handle::handle_conn`]).
+//! request deadlines). A v1/v2 request that names a forwarded action, and
+//! every Varlink call, goes to a handler thread: an action may take seconds.
+//! Every other request (refusals, status, pause, resume: microseconds,
+//! nothing to wait for but local writes) is decided, answered and audited on
+//! the loop's own thread, without a hand-off ([`handle::handle_conn`] either
+//! way).
 
 use crate::handle::{self, Ctx};
 use healing_activation::{notify_status_throttled, Conn, Framing, Refusal, Refused, ServeOptions};
 use healing_audit::CallerIds;
+use healing_policy::ActionName;
 use healing_protocol::{encode_response, errors, ReadError, Response};
+use serde_json::Value;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,8 +48,26 @@ pub fn options(ctx: &Ctx, idle: Duration) -> ServeOptions {
         idle,
         workers: WORKERS,
         read_request: true,
+        inline: Some(answered_on_the_loop),
         ..ServeOptions::from_config(&ctx.config)
     }
+}
+
+/// Whether the loop's thread answers a request itself: not a Varlink call
+/// (it has a `method`; its handler keeps the connection), nor a v1/v2
+/// request naming a forwarded action, the only ones that wait on another
+/// process.
+fn answered_on_the_loop(request: &Result<Value, ReadError>) -> bool {
+    let Ok(v) = request else { return true };
+    if v.get("method").is_some() {
+        return false;
+    }
+    let forwarded = v
+        .get("action")
+        .and_then(Value::as_str)
+        .and_then(ActionName::from_wire)
+        .is_some_and(|a| a.is_forwarded());
+    !forwarded
 }
 
 /// `kinds[i]` is the protocol of the listener with index `i`.
@@ -104,4 +128,28 @@ pub fn refusal(ctx: &Ctx, kinds: &[Kind], r: &Refused<'_>) -> Vec<u8> {
         error: Some(error),
         duration_ms,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_forwarded_actions_and_varlink_calls_leave_the_loop() {
+        let v = |s: &str| Ok(serde_json::from_str::<Value>(s).unwrap());
+        assert!(!answered_on_the_loop(&v(
+            r#"{"action": "adjust_swappiness"}"#
+        )));
+        assert!(!answered_on_the_loop(&v(
+            r#"{"action": "restart_service"}"#
+        )));
+        assert!(!answered_on_the_loop(&v(
+            r#"{"method": "io.luminous.Healing.Status"}"#
+        )));
+        assert!(answered_on_the_loop(&v(r#"{"action": "status"}"#)));
+        assert!(answered_on_the_loop(&v(r#"{"action": "reboot"}"#)));
+        assert!(answered_on_the_loop(&v(r#"{"action": 7}"#)));
+        assert!(answered_on_the_loop(&v("[]")));
+        assert!(answered_on_the_loop(&Err(ReadError::Timeout)));
+    }
 }
