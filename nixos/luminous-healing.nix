@@ -23,6 +23,7 @@ let
     ;
 
   cfg = config.services.luminous-healing;
+  inherit (import ./lib/options.nix lib) strOption;
   varlinkGroup = if cfg.varlink.group == null then cfg.group else cfg.varlink.group;
   actionNames = import ./actions.nix;
   settingsFormat = pkgs.formats.toml { };
@@ -37,6 +38,15 @@ let
   absolutePathString = types.addCheck types.str (s: builtins.substring 0 1 s == "/") // {
     description = "absolute path (as a string, not a Nix path literal)";
   };
+
+  # An optional path: `null` keeps the executor's own default.
+  pathOption =
+    description:
+    mkOption {
+      type = types.nullOr absolutePathString;
+      default = null;
+      inherit description;
+    };
 
   # The dispatcher's grammar, checked at evaluation time so that a typo
   # fails `nixos-rebuild` rather than the dispatcher's start.
@@ -180,25 +190,17 @@ let
           };
         }
         // lib.optionalAttrs (name == "rollback_generation") {
-          nixosRebuild = mkOption {
-            type = types.nullOr absolutePathString;
-            default = null;
-            description = ''
-              `nixos-rebuild` to run for the rollback. `null` uses
-              `/run/current-system/sw/bin/nixos-rebuild`, i.e. the one of
-              the generation currently running.
-            '';
-          };
+          nixosRebuild = pathOption ''
+            `nixos-rebuild` to run for the rollback. `null` uses
+            `/run/current-system/sw/bin/nixos-rebuild`, i.e. the one of
+            the generation currently running.
+          '';
         }
         // lib.optionalAttrs (name == "clean_nix_store") {
-          nixCollectGarbage = mkOption {
-            type = types.nullOr absolutePathString;
-            default = null;
-            description = ''
-              `nix-collect-garbage` to run. `null` uses
-              `/run/current-system/sw/bin/nix-collect-garbage`.
-            '';
-          };
+          nixCollectGarbage = pathOption ''
+            `nix-collect-garbage` to run. `null` uses
+            `/run/current-system/sw/bin/nix-collect-garbage`.
+          '';
         };
     };
 
@@ -297,17 +299,9 @@ in
       '';
     };
 
-    user = mkOption {
-      type = types.str;
-      default = "luminous-healing";
-      description = "User the dispatcher runs as. It holds no capabilities; the action services run with their own, narrower identities.";
-    };
+    user = strOption "luminous-healing" "User the dispatcher runs as. It holds no capabilities; the action services run with their own, narrower identities.";
 
-    group = mkOption {
-      type = types.str;
-      default = "luminous-healing";
-      description = "Group that may connect to the socket and that the dispatcher admits.";
-    };
+    group = strOption "luminous-healing" "Group that may connect to the socket and that the dispatcher admits.";
 
     varlink = {
       enable = mkOption {
@@ -460,24 +454,16 @@ in
       '';
     };
 
-    nixProfilesDir = mkOption {
-      type = types.nullOr absolutePathString;
-      default = null;
-      description = ''
-        Directory of the `system` profile and its `system-N-link`s, read
-        and locked by rollback_generation and clean_nix_store. `null` keeps
-        the executor's default, `/nix/var/nix/profiles`, which is NixOS's.
-      '';
-    };
+    nixProfilesDir = pathOption ''
+      Directory of the `system` profile and its `system-N-link`s, read
+      and locked by rollback_generation and clean_nix_store. `null` keeps
+      the executor's default, `/nix/var/nix/profiles`, which is NixOS's.
+    '';
 
-    currentSystem = mkOption {
-      type = types.nullOr absolutePathString;
-      default = null;
-      description = ''
-        The link to the running system's store path. `null` keeps the
-        executor's default, `/run/current-system`, which is NixOS's.
-      '';
-    };
+    currentSystem = pathOption ''
+      The link to the running system's store path. `null` keeps the
+      executor's default, `/run/current-system`, which is NixOS's.
+    '';
 
     settings = mkOption {
       type = settingsFormat.type;

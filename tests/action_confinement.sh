@@ -121,6 +121,19 @@ t_refused_uids() {
         || fail "refusal not in the journal"
 }
 
+# fifo_standin DIR DROPIN: a stand-in cpu tree at DIR whose scaling_governor
+# is a FIFO, and a runtime drop-in (directory DROPIN) that points the
+# set_cpu_governor service at it.
+fifo_standin() {
+    local standin=$1 dropin=$2
+    sb sh -c "rm -rf $standin && mkdir -p $standin/cpu0/cpufreq && mkfifo $standin/cpu0/cpufreq/scaling_governor \
+              && echo 'performance powersave' > $standin/cpu0/cpufreq/scaling_available_governors"
+    sb mkdir -p "$dropin"
+    printf '[Service]\nEnvironment=LUMINOUS_HEALING_CPU_SYSFS=%s\nReadWritePaths=%s\n' "$standin" "$standin" \
+        | sb tee "$dropin/stand-in.conf" >/dev/null
+    sb systemctl daemon-reload
+}
+
 # The action must be inside its handler when it dies. set_cpu_governor is
 # pointed (runtime drop-in, as in tests/action_set_cpu_governor.sh) at a
 # STAND-IN cpu tree whose scaling_governor is a FIFO: opening it blocks
@@ -128,12 +141,7 @@ t_refused_uids() {
 t_killed_mid_request_clear_error_then_restarts() {
     local svc=luminous-healing-set_cpu_governor.service standin=/var/lib/lh-cpu-fifo r pid1 pid2 bg
     local dropin=/run/systemd/system/$svc.d
-    sb sh -c "rm -rf $standin && mkdir -p $standin/cpu0/cpufreq && mkfifo $standin/cpu0/cpufreq/scaling_governor \
-              && echo 'performance powersave' > $standin/cpu0/cpufreq/scaling_available_governors"
-    sb mkdir -p "$dropin"
-    printf '[Service]\nEnvironment=LUMINOUS_HEALING_CPU_SYSFS=%s\nReadWritePaths=%s\n' "$standin" "$standin" \
-        | sb tee "$dropin/stand-in.conf" >/dev/null
-    sb systemctl daemon-reload
+    fifo_standin "$standin" "$dropin"
     sb systemctl stop "$svc"
     request --id mid-1 set_cpu_governor governor=performance > "/tmp/lh-mid-$$.json" &
     bg=$!
@@ -168,12 +176,7 @@ t_timeout_then_idle_exit_then_restart() {
 timeout_secs = 2
 [actions.kill_process]
 rate_limit = { max = 1000, window_secs = 300 }' 2>/dev/null
-    sb sh -c "rm -rf $standin && mkdir -p $standin/cpu0/cpufreq && mkfifo $standin/cpu0/cpufreq/scaling_governor \
-              && echo 'performance powersave' > $standin/cpu0/cpufreq/scaling_available_governors"
-    sb mkdir -p "$dropin"
-    printf '[Service]\nEnvironment=LUMINOUS_HEALING_CPU_SYSFS=%s\nReadWritePaths=%s\n' "$standin" "$standin" \
-        | sb tee "$dropin/stand-in.conf" >/dev/null
-    sb systemctl daemon-reload
+    fifo_standin "$standin" "$dropin"
     sb systemctl stop "$svc" 2>/dev/null
     t0=$(date +%s%N)
     r=$(request --id to-1 set_cpu_governor governor=performance)

@@ -5,13 +5,9 @@
 # installed service at it with LUMINOUS_HEALING_CPU_SYSFS and reopens it with
 # ReadWritePaths=; the service's landlock ruleset follows the same variable.
 source "$(dirname "$0")/lib.sh"
-boot
-install_project
-set_config '[actions.set_cpu_governor]
-rate_limit = { max = 1000, window_secs = 300 }
-[caller_rate_limit]
-max = 1000
-window_secs = 300'
+boot_installed 'caller_rate_limit = { max = 1000, window_secs = 300 }
+[actions.set_cpu_governor]
+rate_limit = { max = 1000, window_secs = 300 }'
 
 SVC=luminous-healing-set_cpu_governor.service
 DROPIN=/run/systemd/system/$SVC.d

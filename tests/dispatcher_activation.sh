@@ -82,19 +82,14 @@ t_state_survives_restart_and_stop() {
 
 t_missing_secret_fails_with_clear_message() {
     set_config 'status_rate_limit = { max = 1000, window_secs = 300 }
-[caller_rate_limit]
-max = 1000
-window_secs = 300'
+caller_rate_limit = { max = 1000, window_secs = 300 }'
     sb mv /etc/luminous-healing/secret /etc/luminous-healing/secret.away
     sb systemctl stop luminous-healing.service
     sb systemctl reset-failed luminous-healing.service 2>/dev/null || true
     # (the client signs with any key: the dispatcher must not even start)
     sb python3 /src/tests/client.py --secret whatever --timeout 5 --id act-nosecret status >/dev/null 2>&1 || true
-    local i ok=0
-    for i in $(seq 50); do
-        sb journalctl --no-pager -u luminous-healing.service -o cat | grep -q "secret file is missing" && { ok=1; break; }
-        sleep 0.1
-    done
+    local ok=0
+    wait_for_dispatcher_log "secret file is missing" && ok=1
     local log; log=$(sb journalctl --no-pager -u luminous-healing.service -o cat)
     sb mv /etc/luminous-healing/secret.away /etc/luminous-healing/secret
     [ $ok = 1 ] || fail "no journal message about the secret: $log"
@@ -111,11 +106,8 @@ t_empty_secret_is_refused() {
     sb sh -c ': > /etc/luminous-healing/secret'
     sb systemctl stop luminous-healing.service
     sb python3 /src/tests/client.py --secret whatever --timeout 5 --id act-empty status >/dev/null 2>&1 || true
-    local i ok=0
-    for i in $(seq 50); do
-        sb journalctl --no-pager -u luminous-healing.service -o cat | grep -q "the credential \"secret\" is empty" && { ok=1; break; }
-        sleep 0.1
-    done
+    local ok=0
+    wait_for_dispatcher_log 'the credential "secret" is empty' && ok=1
     sb mv /etc/luminous-healing/secret.keep /etc/luminous-healing/secret
     [ $ok = 1 ] || fail "no 'secret is empty' message"
     recover_dispatcher
@@ -124,9 +116,7 @@ t_empty_secret_is_refused() {
 t_healctl_status() {
     # earlier cases used up root's default caller budget (30 per 300 s)
     set_config 'status_rate_limit = { max = 1000, window_secs = 300 }
-[caller_rate_limit]
-max = 1000
-window_secs = 300'
+caller_rate_limit = { max = 1000, window_secs = 300 }'
     local out
     out=$(sb /opt/luminous-healing/bin/healctl --secret-file /etc/luminous-healing/secret status)
     assert_contains "$out" '"protocols"'

@@ -123,12 +123,16 @@ def main():
         print("connected %d" % len(held), flush=True)
         time.sleep(600)
         return 0
-    reply = send(cases(key, rest)[case]())
-    try:
-        print(json.dumps(json.loads(reply)))
-    except ValueError:
-        print(json.dumps({"client_error": "reply is not one JSON object", "bytes": reply.decode("latin-1")}))
+    print(json.dumps(as_json(send(cases(key, rest)[case]()))))
     return 0
+
+
+def as_json(reply):
+    """The reply as an object, or what the client got instead of one."""
+    try:
+        return json.loads(reply)
+    except ValueError:
+        return {"client_error": "reply is not one JSON object", "bytes": reply.decode("latin-1")}
 
 
 if __name__ == "__main__":

@@ -72,6 +72,14 @@ install_project() {
         || { echo "$out" >&2; die "scripts/install.sh failed inside the container"; }
 }
 
+# boot_installed [CONFIG]: boot, install the project, and give the
+# dispatcher CONFIG (config.toml) when there is one: how most tests start.
+boot_installed() {
+    boot
+    install_project
+    [ $# = 0 ] || set_config "$1"
+}
+
 # Create a user in the luminous-healing group (setpriv works without PAM).
 add_caller() {
     local user=$1; shift
@@ -209,6 +217,36 @@ recover_dispatcher() {
         sleep 0.25
     done
     fail "dispatcher did not come back: $r"
+}
+
+# assert_root_without_capabilities SERVICE: its main process runs as uid 0
+# with empty capability sets and no new privileges, the measured privilege
+# of the root actions (docs/privileges.md).
+assert_root_without_capabilities() {
+    local pid st
+    pid=$(sb systemctl show -P MainPID "$1")
+    [ "$pid" != 0 ] || fail "$1 not running"
+    st=$(sb cat "/proc/$pid/status")
+    assert_contains "$st" "$(printf 'Uid:\t0\t0\t0\t0')"
+    assert_contains "$st" "$(printf 'CapEff:\t0000000000000000')"
+    assert_contains "$st" "$(printf 'CapBnd:\t0000000000000000')"
+    assert_contains "$st" "$(printf 'NoNewPrivs:\t1')"
+}
+
+# assert_non_root_refused CAPS SCRIPT: a dynamic (non-root) user holding the
+# ambient capabilities CAPS cannot do what sh -c SCRIPT does (it prints WROTE
+# only when it could): the experiment behind "root uid, no capabilities".
+assert_non_root_refused() {
+    local out
+    out=$(sb systemd-run --quiet --wait --pipe --collect -p DynamicUser=yes \
+        -p AmbientCapabilities="$1" sh -c "$2" 2>&1 || true)
+    assert_contains "$out" "Permission denied"
+    assert_not_contains "$out" "WROTE"
+}
+
+# wait_for_dispatcher_log TEXT: the dispatcher's journal says TEXT within 5 s.
+wait_for_dispatcher_log() {
+    wait_for 5 sh -c "'$SB' run journalctl --no-pager -u luminous-healing.service -o cat | grep -qF -- \"\$0\"" "$1"
 }
 
 # Write the dispatcher's config inside the container and restart it.

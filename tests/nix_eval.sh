@@ -779,26 +779,25 @@ else
 fi
 
 # --- the VM test's Python ------------------------------------------------------
-if nixeval vm-script -E '(import ./nixos/tests/vm.nix { self = null; }).testScript'; then
+# compiles_as_python NAME PY WHAT: the string NAME evaluated to, written to
+# $TMP/PY.py, compiles.
+compiles_as_python() {
     python3 -c 'import json,sys; open(sys.argv[2], "w").write(json.load(open(sys.argv[1])))' \
-        "$TMP/vm-script.json" "$TMP/vm_test_script.py"
-    if err=$(python3 -m py_compile "$TMP/vm_test_script.py" 2>&1); then
-        ok "VM test script is valid Python"
+        "$TMP/$1.json" "$TMP/$2.py"
+    if err=$(python3 -m py_compile "$TMP/$2.py" 2>&1); then
+        ok "$3"
     else
-        fail "VM test script is valid Python" "$err"
+        fail "$3" "$err"
     fi
+}
+if nixeval vm-script -E '(import ./nixos/tests/vm.nix { self = null; }).testScript'; then
+    compiles_as_python vm-script vm_test_script "VM test script is valid Python"
     grep -q '"rollback_generation"' "$TMP/vm_test_script.py" && ok "VM test checks the socket of every action" \
         || fail "VM test checks the socket of every action"
 fi
 if nixeval services-vm-script -E '(import ./nixos/tests/services-vm.nix { self = null; }).testScript {
       nodes.host.services.openssh.package = "/nix/store/eval-only-openssh"; }'; then
-    python3 -c 'import json,sys; open(sys.argv[2], "w").write(json.load(open(sys.argv[1])))' \
-        "$TMP/services-vm-script.json" "$TMP/services_vm_test_script.py"
-    if err=$(python3 -m py_compile "$TMP/services_vm_test_script.py" 2>&1); then
-        ok "host-services VM test script is valid Python"
-    else
-        fail "host-services VM test script is valid Python" "$err"
-    fi
+    compiles_as_python services-vm-script services_vm_test_script "host-services VM test script is valid Python"
 fi
 
 echo "nix_eval: $passed passed, $failed failed"

@@ -43,12 +43,17 @@ TEARDOWN_HOOK=cleanup
 
 invocation() { sb systemctl show -P InvocationID "$1"; }
 
-t_user_rule_allows_what_it_lists() {
+# assert_restarted_by USER ID UNIT: USER's request ID restarts UNIT.
+assert_restarted_by() {
     local before r
-    before=$(invocation "$APP")
-    r=$(request_as monitor --v2 --id cr-allow restart_service service="$APP")
+    before=$(invocation "$3")
+    r=$(request_as "$1" --v2 --id "$2" restart_service service="$3")
     assert_eq "$(jfield success <<<"$r")" true "$r"
-    [ "$(invocation "$APP")" != "$before" ] || fail "$APP was not restarted"
+    [ "$(invocation "$3")" != "$before" ] || fail "$3 was not restarted"
+}
+
+t_user_rule_allows_what_it_lists() {
+    assert_restarted_by monitor cr-allow "$APP"
 }
 
 t_user_rule_refuses_what_it_does_not_list() {
@@ -73,11 +78,7 @@ t_group_rule_applies_to_its_members() {
 }
 
 t_callers_without_a_rule_keep_every_enabled_action() {
-    local before r
-    before=$(invocation "$NGINX")
-    r=$(request_as plain --v2 --id cr-plain restart_service service="$NGINX")
-    assert_eq "$(jfield success <<<"$r")" true "$r"
-    [ "$(invocation "$NGINX")" != "$before" ] || fail "$NGINX was not restarted"
+    assert_restarted_by plain cr-plain "$NGINX"
 }
 
 t_pause_refuses_every_action_until_root_resumes() {

@@ -5,8 +5,7 @@
 # the breaker holds the 4th restart of one unit but not another unit's, and
 # a dry run changes nothing and is audited with HEALING_DRY_RUN=1.
 source "$(dirname "$0")/lib.sh"
-boot
-install_project
+boot_installed
 
 RUNNING=lh-pol-running.service
 STOPPED=lh-pol-stopped.service

@@ -5,14 +5,10 @@
 # connections. Each is refused with a clear error, and nothing runs: the
 # kill_process cases aim at a canary process that must stay alive.
 source "$(dirname "$0")/lib.sh"
-boot
-install_project
-set_config 'idle_timeout_secs = 3600
+boot_installed 'idle_timeout_secs = 3600
 request_timeout_ms = 1000
 status_rate_limit = { max = 100000, window_secs = 300 }
-[caller_rate_limit]
-max = 1000
-window_secs = 300'
+caller_rate_limit = { max = 1000, window_secs = 300 }'
 
 hostile() { sb python3 /src/tests/hostile_client.py --secret-file "$SECRET_IN" "$@"; }
 sb sh -c 'sleep 3600 > /dev/null 2>&1 & echo $! > /tmp/canary; sleep 3600 > /dev/null 2>&1 & echo $! > /tmp/canary2'

@@ -21,9 +21,7 @@ max_connections_per_uid = 128
 max_clock_skew_secs = 5
 max_ids_per_caller = 1000000
 status_rate_limit = { max = 1000000, window_secs = 300 }
-[caller_rate_limit]
-max = 1
-window_secs = 86400'
+caller_rate_limit = { max = 1, window_secs = 86400 }'
 
 main_pid() { sb systemctl show -P MainPID luminous-healing.service; }
 fds() { sb sh -c "ls /proc/$1/fd | wc -l"; }

@@ -23,6 +23,7 @@ let
     types
     literalExpression
     ;
+  inherit (import ../lib/options.nix lib) strOption;
   cfg = config.luminous.services.ml;
   common = import ./common.nix {
     inherit lib pkgs;
@@ -49,16 +50,8 @@ in
         llama.cpp's server on 127.0.0.1:8080, started on the first
         connection and stopped when idle. Set `services.llama-cpp.model`
         (and `extraFlags`) as for the distribution's module'';
-      listenAddress = mkOption {
-        type = types.str;
-        default = "127.0.0.1:8080";
-        description = "Address of the socket clients connect to (ListenStream=).";
-      };
-      idleTimeout = mkOption {
-        type = types.str;
-        default = "5min";
-        description = "Idle time after which the proxy exits and the model is unloaded (systemd time span).";
-      };
+      listenAddress = strOption "127.0.0.1:8080" "Address of the socket clients connect to (ListenStream=).";
+      idleTimeout = strOption "5min" "Idle time after which the proxy exits and the model is unloaded (systemd time span).";
     };
 
     ollama = {
@@ -81,11 +74,7 @@ in
           listens on 127.0.0.1:${toString ollamaBackendPort}.
         '';
       };
-      idleTimeout = mkOption {
-        type = types.str;
-        default = "5min";
-        description = "Idle time after which on-demand ollama stops.";
-      };
+      idleTimeout = strOption "5min" "Idle time after which on-demand ollama stops.";
     };
   };
 

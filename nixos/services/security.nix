@@ -22,6 +22,7 @@ let
     inherit pkgs;
     systemd = config.systemd.package;
   };
+  inherit (import ../lib/options.nix lib) strOption;
   clamavPackage = config.services.clamav.package or pkgs.clamav;
   scan = cfg.clamav.scan;
 in
@@ -55,31 +56,11 @@ in
             kernel interfaces, and the store, whose content is fixed by hash.
           '';
         };
-        maxFileSize = mkOption {
-          type = types.str;
-          default = "100M";
-          description = "clamscan --max-filesize.";
-        };
-        maxScanSize = mkOption {
-          type = types.str;
-          default = "300M";
-          description = "clamscan --max-scansize.";
-        };
-        logFile = mkOption {
-          type = types.str;
-          default = "/var/log/clamav/scan.log";
-          description = "Where clamscan logs (in addition to the journal).";
-        };
-        onCalendar = mkOption {
-          type = types.str;
-          default = "weekly";
-          description = "When to scan (systemd.time(7)).";
-        };
-        randomizedDelay = mkOption {
-          type = types.str;
-          default = "2h";
-          description = "RandomizedDelaySec= of the timer: hosts sharing storage do not all scan at once.";
-        };
+        maxFileSize = strOption "100M" "clamscan --max-filesize.";
+        maxScanSize = strOption "300M" "clamscan --max-scansize.";
+        logFile = strOption "/var/log/clamav/scan.log" "Where clamscan logs (in addition to the journal).";
+        onCalendar = strOption "weekly" "When to scan (systemd.time(7)).";
+        randomizedDelay = strOption "2h" "RandomizedDelaySec= of the timer: hosts sharing storage do not all scan at once.";
       };
     };
 

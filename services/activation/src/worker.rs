@@ -2,19 +2,22 @@
 //! action itself. An action's `main` is one call:
 //!
 //! ```ignore
-//! use healing_activation::worker::{run_worker, Capability, PathRule, Ruleset, WorkerSpec};
-//! use healing_policy::ActionName;
+//! use healing_activation::worker::{run_worker, Env, Job};
+//! use healing_policy::params::AdjustSwappiness;
 //!
-//! static SPEC: WorkerSpec = WorkerSpec {
-//!     action: ActionName::AdjustSwappiness,
-//!     capabilities: &[],
-//!     landlock: |_config| Ruleset::new(vec![PathRule::held_rw("/proc/sys/vm/swappiness")]),
-//! };
+//! fn handle(job: &Job<AdjustSwappiness>, env: &Env) -> ActionReply {
+//!     /* env.gate(job, &facts), then act on job.params.value */
+//! }
 //!
 //! fn main() -> std::process::ExitCode {
-//!     run_worker(&SPEC, |job, env| { /* env.gate(job, &facts), then act */ })
+//!     run_worker(handle)
 //! }
 //! ```
+//!
+//! The handler's parameter type names the action; its capabilities and
+//! landlock ruleset come from its entry in the table of actions
+//! (`services/actions/src/table.rs`), the same entry its unit is generated
+//! from, so the binary and the unit cannot declare different privileges.
 //!
 //! # What `run_worker` does, in order
 //!
@@ -27,11 +30,11 @@
 //! 2. Loads the config and resolves the dispatcher's uid. Both read files
 //!    (the config, `/etc/passwd` or whatever NSS loads) that the landlock
 //!    ruleset does not allow, so they happen before it.
-//! 3. Asserts the capability sets against `spec.capabilities`
+//! 3. Asserts the capability sets against the table's `capabilities`
 //!    ([`healing_sandbox::assert_capabilities`]: effective = permitted =
 //!    bounding = declared, ambient and inheritable within it).
 //! 4. Takes the listening socket (binding one needs the filesystem).
-//! 5. Applies `(spec.landlock)(&config)` with
+//! 5. Applies the table's `landlock` rules, resolved with the config, with
 //!    [`healing_sandbox::Ruleset::restrict_self`], before any thread exists,
 //!    so every connection and handler thread inherits it.
 //! 6. With `--self-test-landlock PATH`: tries to open PATH, prints whether it
@@ -63,7 +66,8 @@
 //!   within `Config::request_timeout_ms`.
 //! * `request.action` must be this worker's action, and the parameters are
 //!   validated again with [`Action::parse`]: the dispatcher already did, but a
-//!   bug there must not reach a syscall.
+//!   bug there must not reach a syscall. They reach the handler as its own
+//!   [`Params`] type.
 //! * The handler runs on the handler thread, limited to
 //!   `Config::action_timeout_secs(action)` by one timeout thread for the
 //!   whole process. On timeout that thread sends the caller a failed reply
@@ -79,12 +83,14 @@ use crate::{
     log_line, notify_ready, notify_status_throttled, notify_stopping, serve, take_listener,
     ServeOptions,
 };
+use healing_actions::{Access, RulePath, Service, Setting};
 use healing_auth::Peer;
 use healing_policy::{
-    plan, Action, ActionName, CallerInfo, Config, Facts, Plan, Policy, DEFAULT_CONFIG_PATH,
+    plan, Action, ActionName, CallerInfo, Config, Facts, Params, Plan, Policy, DEFAULT_CONFIG_PATH,
 };
 use healing_protocol::{truncate_output, ActionReply, ActionRequest, Caller, ReadError};
 use std::io::Write;
+use std::marker::PhantomData;
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
@@ -104,20 +110,71 @@ pub const MAX_OUTPUT: usize = healing_protocol::MAX_MESSAGE - 4096;
 /// Largest `error`.
 pub const MAX_ERROR: usize = 4096;
 
-/// What an action binary declares about itself.
-pub struct WorkerSpec {
-    pub action: ActionName,
-    /// The capabilities it needs; it refuses to run holding any other.
-    pub capabilities: &'static [Capability],
-    /// Its landlock ruleset. A function of the config because some actions
-    /// run a program whose path is configurable.
-    pub landlock: fn(&Config) -> Ruleset,
+/// The table's entry for an action performed by a service of its own.
+pub fn service(action: ActionName) -> Result<&'static Service, String> {
+    action
+        .entry()
+        .and_then(|a| a.service.as_ref())
+        .ok_or_else(|| format!("{} has no service in the table of actions", action.as_str()))
+}
+
+/// The capabilities the table declares for a service.
+pub fn capabilities(s: &Service) -> Result<Vec<Capability>, String> {
+    s.capabilities
+        .iter()
+        .map(|c| {
+            c.parse::<Capability>()
+                .map_err(|e| format!("the table names capability {c:?}: {e}"))
+        })
+        .collect()
+}
+
+/// The landlock ruleset the table declares for a service, with the paths
+/// the configuration (or, for tests, the environment) decides.
+pub fn ruleset(s: &Service, config: &Config) -> Ruleset {
+    let paths = s
+        .landlock
+        .iter()
+        .filter_map(|r| {
+            let path = match r.path {
+                RulePath::Fixed(p) => PathBuf::from(p),
+                RulePath::Env { var, default } => match std::env::var_os(var) {
+                    Some(p) if !p.is_empty() => PathBuf::from(p),
+                    _ => PathBuf::from(default),
+                },
+                RulePath::Setting(Setting::NixCollectGarbage) => config.nix_collect_garbage(),
+                RulePath::Setting(Setting::NixProfilesDirOutsideNix) => {
+                    let p = config.nix_profiles_dir();
+                    if p.starts_with("/nix") {
+                        return None;
+                    }
+                    p
+                }
+            };
+            let rule = match r.access {
+                Access::Read => PathRule::ro(path),
+                Access::ReadExec => PathRule::rx(path),
+                Access::ReadWrite => PathRule::rw(path),
+                Access::Full => PathRule::full(path),
+                Access::HeldWrite => PathRule::held_wo(path),
+                Access::HeldReadWrite => PathRule::held_rw(path),
+            };
+            Some(if r.optional { rule.optional() } else { rule })
+        })
+        .collect();
+    Ruleset {
+        paths,
+        allow_signals: s.signals,
+    }
 }
 
 /// One request, as the action's handler sees it.
 #[derive(Debug, Clone)]
-pub struct Job {
+pub struct Job<P> {
     pub id: String,
+    /// The parameters, typed: this action's and no other's.
+    pub params: P,
+    /// The same request as the policy sees it (its rules take any action).
     pub action: Action,
     /// Who asked the dispatcher.
     pub caller: Caller,
@@ -126,7 +183,7 @@ pub struct Job {
     pub dry_run: bool,
 }
 
-impl Job {
+impl<P> Job<P> {
     pub fn caller_info(&self) -> CallerInfo {
         CallerInfo {
             uid: self.caller.uid,
@@ -154,7 +211,7 @@ pub enum Gate {
 impl Env {
     /// Runs every authorization rule again, with the facts the action just
     /// read about its target; a dry run stops here with what would be done.
-    pub fn gate(&self, job: &Job, facts: &Facts) -> Gate {
+    pub fn gate<P>(&self, job: &Job<P>, facts: &Facts) -> Gate {
         match plan(&self.policy, &job.caller_info(), &job.action, facts) {
             Err(refusal) => Gate::Reply(ActionReply::failed(
                 healing_protocol::Refusal::Policy {
@@ -166,6 +223,22 @@ impl Env {
             Ok(p) => Gate::Act(p),
         }
     }
+}
+
+/// The whole handler of an action that writes one file held open from
+/// before confinement (the sysctls, whose inodes a landlock rule cannot
+/// follow): gate with no facts, then `act` on the held descriptor.
+pub fn with_held_file<P>(
+    job: &Job<P>,
+    env: &Env,
+    path: &str,
+    act: impl FnOnce(&std::fs::File, &std::path::Path) -> Result<String, String>,
+) -> ActionReply {
+    if let Gate::Reply(r) = env.gate(job, &Facts::None) {
+        return r;
+    }
+    let path = std::path::Path::new(path);
+    Ruleset::held_file(path).and_then(|f| act(&f, path)).into()
 }
 
 /// Resolves the `[callers]` names of `config` with the system's user and
@@ -255,12 +328,13 @@ fn resolve_dispatcher_uid(flag: Option<u32>) -> Result<u32, String> {
     Ok(uid)
 }
 
-/// Runs the action service. See the module documentation.
-pub fn run_worker<H>(spec: &WorkerSpec, handler: H) -> ExitCode
+/// Runs the action service of `P`'s action. See the module documentation.
+pub fn run_worker<P, H>(handler: H) -> ExitCode
 where
-    H: Fn(&Job, &Env) -> ActionReply + Send + Sync + 'static,
+    P: Params,
+    H: Fn(&Job<P>, &Env) -> ActionReply + Send + Sync + 'static,
 {
-    let name = spec.action.as_str();
+    let name = P::ACTION.as_str();
     let fail = |msg: String| {
         log_line(&format!("<3>luminous-healing-{name}: {msg}"));
         ExitCode::FAILURE
@@ -269,9 +343,13 @@ where
         Ok(a) => a,
         Err(e) => return fail(e),
     };
+    let (spec, declared) = match service(P::ACTION).and_then(|s| Ok((s, capabilities(s)?))) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
 
     if args.describe {
-        return describe(spec, &args);
+        return describe(P::ACTION, &args);
     }
     let config = match &args.config {
         Some(p) => Config::load(p, true),
@@ -290,7 +368,7 @@ where
         Err(e) => return fail(format!("bad config: {e}")),
     };
 
-    let caps = match healing_sandbox::assert_capabilities(spec.capabilities) {
+    let caps = match healing_sandbox::assert_capabilities(&declared) {
         Ok(c) => c,
         Err(e) => return fail(e.0),
     };
@@ -315,7 +393,7 @@ where
         }
         Err(e) => return fail(format!("cannot count this process's threads: {e}")),
     }
-    let ruleset = (spec.landlock)(&config);
+    let ruleset = ruleset(spec, &config);
     let report = match ruleset.restrict_self() {
         Ok(r) => r,
         Err(e) => return fail(e.0),
@@ -344,8 +422,7 @@ where
         return fail("no socket".into());
     };
 
-    let ctx = Arc::new(Context::new(
-        spec.action,
+    let ctx = Arc::new(Context::<P, H>::new(
         dispatcher_uid,
         Env { config, policy },
         handler,
@@ -375,10 +452,12 @@ where
     }
 }
 
-/// The declaration as JSON, for the privileges checker.
-pub fn describe_json(spec: &WorkerSpec, config: &Config) -> serde_json::Value {
-    let rules = (spec.landlock)(config);
-    let caps: Vec<String> = spec.capabilities.iter().map(|c| c.to_string()).collect();
+/// The declaration as JSON, for the privileges checker: what the binary
+/// will hold and allow, resolved as at its start.
+pub fn describe_json(action: ActionName, config: &Config) -> Result<serde_json::Value, String> {
+    let spec = service(action)?;
+    let rules = ruleset(spec, config);
+    let caps: Vec<String> = capabilities(spec)?.iter().map(|c| c.to_string()).collect();
     let paths: Vec<serde_json::Value> = rules
         .paths
         .iter()
@@ -390,30 +469,30 @@ pub fn describe_json(spec: &WorkerSpec, config: &Config) -> serde_json::Value {
             })
         })
         .collect();
-    serde_json::json!({
-        "action": spec.action.as_str(),
+    Ok(serde_json::json!({
+        "action": action.as_str(),
         "capabilities": caps,
         "landlock": paths,
         "landlock_signals": rules.allow_signals,
-        "timeout_secs": config.action_timeout_secs(spec.action),
-    })
+        "timeout_secs": config.action_timeout_secs(action),
+    }))
 }
 
-fn describe(spec: &WorkerSpec, args: &WorkerArgs) -> ExitCode {
+fn describe(action: ActionName, args: &WorkerArgs) -> ExitCode {
     let config = match &args.config {
         Some(p) => Config::load(p, true),
         None => Config::load(std::path::Path::new(DEFAULT_CONFIG_PATH), false),
     };
-    match config {
-        Ok(c) => {
-            println!("{}", describe_json(spec, &c));
+    match config
+        .map_err(|e| format!("bad config: {e}"))
+        .and_then(|c| describe_json(action, &c))
+    {
+        Ok(v) => {
+            println!("{v}");
             ExitCode::SUCCESS
         }
         Err(e) => {
-            log_line(&format!(
-                "luminous-healing-{}: bad config: {e}",
-                spec.action.as_str()
-            ));
+            log_line(&format!("luminous-healing-{}: {e}", action.as_str()));
             ExitCode::FAILURE
         }
     }
@@ -423,13 +502,13 @@ fn describe(spec: &WorkerSpec, args: &WorkerArgs) -> ExitCode {
 /// below what one thread serves, but a slow one must not hold up the next.
 const ACTION_WORKERS: usize = 4;
 
-struct Context<H> {
-    action: ActionName,
+struct Context<P, H> {
     dispatcher_uid: u32,
     env: Env,
     handler: H,
     handled: AtomicU64,
     timeouts: Arc<Timeouts>,
+    params: PhantomData<fn() -> P>,
 }
 
 /// What a running request's connection is doing, shared between the handler
@@ -560,29 +639,33 @@ fn reply_line(reply: ActionReply) -> Vec<u8> {
 }
 
 /// What one request came to before (or instead of) running the handler.
-enum Prepared {
+enum Prepared<P> {
     Reply(ActionReply),
-    Run(Action, ActionRequest, Peer),
+    Run(P, Action, ActionRequest, Peer),
 }
 
-impl<H> Context<H>
+impl<P, H> Context<P, H>
 where
-    H: Fn(&Job, &Env) -> ActionReply + Send + Sync + 'static,
+    P: Params,
+    H: Fn(&Job<P>, &Env) -> ActionReply + Send + Sync + 'static,
 {
-    fn new(action: ActionName, dispatcher_uid: u32, env: Env, handler: H) -> Context<H> {
+    /// This service's action.
+    const ACTION: ActionName = P::ACTION;
+
+    fn new(dispatcher_uid: u32, env: Env, handler: H) -> Context<P, H> {
         Context {
-            action,
             dispatcher_uid,
             env,
             handler,
             handled: AtomicU64::new(0),
             timeouts: Arc::new(Timeouts::default()),
+            params: PhantomData,
         }
     }
 
     /// Refusals from the accept loop, as action replies.
     fn refusal(&self, r: &Refused<'_>) -> Vec<u8> {
-        let name = self.action.as_str();
+        let name = Self::ACTION.as_str();
         let reply = match r.reason {
             Refusal::NotAllowed => {
                 let uid = r.peer.map_or_else(|| "?".into(), |p| p.uid.to_string());
@@ -607,14 +690,14 @@ where
     }
 
     fn connection(self: &Arc<Self>, conn: Conn) {
-        let name = self.action.as_str();
+        let name = Self::ACTION.as_str();
         let stream = conn.stream;
         let slot = conn.slot;
-        let (action, req, peer) = match self.prepare(conn.peer, conn.request) {
+        let (params, action, req, peer) = match self.prepare(conn.peer, conn.request) {
             Prepared::Reply(r) => return self.send(&stream, reply_line(r)),
-            Prepared::Run(a, r, p) => (a, r, p),
+            Prepared::Run(params, a, r, p) => (params, a, r, p),
         };
-        let secs = self.env.config.action_timeout_secs(self.action);
+        let secs = self.env.config.action_timeout_secs(Self::ACTION);
         let started = Instant::now();
         let running = Arc::new(Running {
             deadline: started + Duration::from_secs(secs),
@@ -629,6 +712,7 @@ where
         let dry = req.dry_run;
         let job = Job {
             id: req.id.clone(),
+            params,
             action,
             caller: req.caller.clone(),
             dispatcher: peer,
@@ -674,7 +758,7 @@ where
         if let Err(e) = stream.write_all(&line) {
             log_line(&format!(
                 "<4>luminous-healing-{}: cannot send the reply: {e}",
-                self.action.as_str()
+                Self::ACTION.as_str()
             ));
         }
         let n = self.handled.fetch_add(1, Ordering::Relaxed) + 1;
@@ -685,8 +769,8 @@ where
         &self,
         peer: Option<Peer>,
         request: Option<Result<serde_json::Value, ReadError>>,
-    ) -> Prepared {
-        let name = self.action.as_str();
+    ) -> Prepared<P> {
+        let name = Self::ACTION.as_str();
         let Some(peer) = peer else {
             return Prepared::Reply(ActionReply::failed("cannot read peer credentials"));
         };
@@ -720,9 +804,18 @@ where
                 req.action
             )));
         }
-        match Action::parse(self.action, &req.parameters) {
-            Ok(a) => Prepared::Run(a, req, peer),
-            Err(e) => Prepared::Reply(ActionReply::failed(e)),
+        let action = match Action::parse(Self::ACTION, &req.parameters) {
+            Ok(a) => a,
+            Err(e) => return Prepared::Reply(ActionReply::failed(e)),
+        };
+        // Cannot fail: parsed as this action, it is this action's. The one
+        // place that says so, instead of an arm in every handler.
+        match P::from_action(action.clone()) {
+            Ok(params) => Prepared::Run(params, action, req, peer),
+            Err(other) => Prepared::Reply(ActionReply::failed(format!(
+                "{name} cannot perform {:?}",
+                other.name()
+            ))),
         }
     }
 }
@@ -763,17 +856,58 @@ mod tests {
     }
 
     #[test]
-    fn describe_lists_the_declaration() {
-        static SPEC: WorkerSpec = WorkerSpec {
-            action: ActionName::KillProcess,
-            capabilities: &[Capability::CAP_KILL],
-            landlock: |_| Ruleset::new(vec![PathRule::rw("/proc/sys/vm/swappiness").optional()]),
-        };
-        let v = describe_json(&SPEC, &Config::default());
-        assert_eq!(v["capabilities"][0], "CAP_KILL");
-        assert_eq!(v["landlock"][0]["access"], "rw");
-        assert_eq!(v["landlock"][0]["optional"], true);
+    fn describe_lists_the_declaration_of_the_table() {
+        let v = describe_json(ActionName::KillProcess, &Config::default()).unwrap();
+        assert_eq!(v["capabilities"], serde_json::json!(["CAP_KILL"]));
+        assert_eq!(v["landlock"][0]["path"], "/proc");
+        assert_eq!(v["landlock"][0]["access"], "ro");
+        assert_eq!(v["landlock_signals"], true);
         assert_eq!(v["timeout_secs"], 10);
+        let v = describe_json(ActionName::AdjustSwappiness, &Config::default()).unwrap();
+        assert_eq!(
+            v["landlock"][0]["access"],
+            "rw (fd opened before landlock, no rule)"
+        );
+        assert!(describe_json(ActionName::Status, &Config::default()).is_err());
+    }
+
+    /// Every capability the table names is one the kernel has, and every
+    /// access maps to the sandbox's string the docs were generated with.
+    #[test]
+    fn the_tables_declarations_resolve() {
+        for (a, s) in healing_actions::services() {
+            assert_eq!(
+                capabilities(s).unwrap().len(),
+                s.capabilities.len(),
+                "{}",
+                a.name
+            );
+            let rules = ruleset(s, &Config::default());
+            for (r, t) in rules.paths.iter().zip(s.landlock) {
+                assert_eq!(r.access.as_str(), t.access.as_str(), "{}", a.name);
+            }
+        }
+    }
+
+    /// The defaults the docs show for configured paths are the config's.
+    #[test]
+    fn configured_paths_follow_the_config() {
+        let nix = service(ActionName::CleanNixStore).unwrap();
+        let paths = |c: &Config| -> Vec<PathBuf> {
+            ruleset(nix, c).paths.into_iter().map(|r| r.path).collect()
+        };
+        let defaults = paths(&Config::default());
+        assert!(defaults.contains(&PathBuf::from(Setting::NixCollectGarbage.default_path())));
+        assert_eq!(
+            Config::default().nix_profiles_dir(),
+            PathBuf::from(Setting::NixProfilesDirOutsideNix.default_path())
+        );
+        assert!(!defaults.iter().any(|p| p.starts_with("/nix/var")));
+        let moved = Config {
+            nix_profiles_dir: Some("/srv/profiles".into()),
+            ..Default::default()
+        };
+        assert!(paths(&moved).contains(&PathBuf::from("/srv/profiles")));
     }
 
     #[test]
@@ -782,9 +916,11 @@ mod tests {
         assert_eq!(resolve_dispatcher_uid(Some(990)), Ok(990));
     }
 
-    fn ctx<H>(handler: H, uid: u32) -> Arc<Context<H>>
+    use healing_policy::params::AdjustSwappiness;
+
+    fn ctx<H>(handler: H, uid: u32) -> Arc<Context<AdjustSwappiness, H>>
     where
-        H: Fn(&Job, &Env) -> ActionReply + Send + Sync + 'static,
+        H: Fn(&Job<AdjustSwappiness>, &Env) -> ActionReply + Send + Sync + 'static,
     {
         let mut config = Config {
             request_timeout_ms: 500,
@@ -798,7 +934,6 @@ mod tests {
             },
         );
         Arc::new(Context::new(
-            ActionName::AdjustSwappiness,
             uid,
             Env {
                 policy: resolve_policy(&config).unwrap(),
@@ -808,9 +943,9 @@ mod tests {
         ))
     }
 
-    fn exchange<H>(c: Arc<Context<H>>, request: &str) -> ActionReply
+    fn exchange<H>(c: Arc<Context<AdjustSwappiness, H>>, request: &str) -> ActionReply
     where
-        H: Fn(&Job, &Env) -> ActionReply + Send + Sync + 'static,
+        H: Fn(&Job<AdjustSwappiness>, &Env) -> ActionReply + Send + Sync + 'static,
     {
         use std::io::BufRead;
         let (a, b) = pair_as(DISPATCHER_UID_IN_TESTS);
@@ -883,10 +1018,10 @@ mod tests {
     #[test]
     fn request_reaches_the_handler_validated() {
         let c = ctx(
-            |job: &Job, _: &Env| {
+            |job: &Job<AdjustSwappiness>, _: &Env| {
                 ActionReply::ok(format!(
                     "{:?} for {} via pid {}{}",
-                    job.action,
+                    job.params,
                     job.caller.pid,
                     job.dispatcher.pid,
                     if job.dry_run { " (dry run)" } else { "" }
@@ -915,7 +1050,10 @@ mod tests {
 
     #[test]
     fn other_uid_is_refused_without_running_anything() {
-        let c = ctx(|_: &Job, _: &Env| ActionReply::ok("ran"), dispatcher() + 1);
+        let c = ctx(
+            |_: &Job<AdjustSwappiness>, _: &Env| ActionReply::ok("ran"),
+            dispatcher() + 1,
+        );
         let r = exchange(c, REQ);
         assert!(!r.success);
         assert!(r.error.unwrap().contains("connection refused: uid"));
@@ -924,7 +1062,7 @@ mod tests {
     #[test]
     fn slow_handler_times_out_and_long_output_is_cut() {
         let c = ctx(
-            |_: &Job, _: &Env| {
+            |_: &Job<AdjustSwappiness>, _: &Env| {
                 std::thread::sleep(Duration::from_secs(3));
                 ActionReply::ok("late")
             },
@@ -935,7 +1073,7 @@ mod tests {
         assert!(t0.elapsed() < Duration::from_secs(2));
         assert!(r.error.unwrap().contains("timed out after 1 s"));
         let c = ctx(
-            |_: &Job, _: &Env| ActionReply::ok("x".repeat(200_000)),
+            |_: &Job<AdjustSwappiness>, _: &Env| ActionReply::ok("x".repeat(200_000)),
             dispatcher(),
         );
         let r = exchange(c, REQ);

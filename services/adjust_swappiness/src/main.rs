@@ -8,8 +8,8 @@
 //! dentry (cache drops, memory pressure), which made a long-running instance
 //! answer EACCES (docs/benchmarks.md, finding 6).
 
-use healing_activation::worker::{run_worker, Env, Gate, Job, PathRule, Ruleset, WorkerSpec};
-use healing_policy::{Action, ActionName, Config, Facts};
+use healing_activation::worker::{run_worker, with_held_file, Env, Job};
+use healing_policy::params::AdjustSwappiness;
 use healing_protocol::ActionReply;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -17,16 +17,6 @@ use std::path::Path;
 use std::process::ExitCode;
 
 const SWAPPINESS: &str = "/proc/sys/vm/swappiness";
-
-static SPEC: WorkerSpec = WorkerSpec {
-    action: ActionName::AdjustSwappiness,
-    capabilities: &[],
-    landlock: ruleset,
-};
-
-fn ruleset(_: &Config) -> Ruleset {
-    Ruleset::new(vec![PathRule::held_rw(SWAPPINESS)])
-}
 
 /// The whole value, read from offset 0 (a sysctl file reads as empty from
 /// any other offset, which ends the loop).
@@ -79,32 +69,20 @@ fn set(f: &File, path: &Path, value: u8) -> Result<String, String> {
     Ok(format!("vm.swappiness {old} -> {new}"))
 }
 
-fn handle(job: &Job, env: &Env) -> ActionReply {
-    let action = &job.action;
-    if let Gate::Reply(r) = env.gate(job, &Facts::None) {
-        return r;
-    }
-    match action {
-        Action::AdjustSwappiness { value } => {
-            let path = Path::new(SWAPPINESS);
-            Ruleset::held_file(path)
-                .and_then(|f| set(&f, path, *value))
-                .into()
-        }
-        other => ActionReply::failed(format!(
-            "adjust_swappiness cannot perform {:?}",
-            other.name()
-        )),
-    }
+fn handle(job: &Job<AdjustSwappiness>, env: &Env) -> ActionReply {
+    with_held_file(job, env, SWAPPINESS, |f, path| {
+        set(f, path, job.params.value)
+    })
 }
 
 fn main() -> ExitCode {
-    run_worker(&SPEC, handle)
+    run_worker(handle)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use healing_activation::worker::Ruleset;
 
     #[test]
     fn reports_old_and_new_on_a_stand_in_file() {

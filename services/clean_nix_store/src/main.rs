@@ -22,63 +22,13 @@
 //!   Debian package's default names a group that may not exist, which makes
 //!   nix warn on every run. (The space before `=` is required.)
 
-use healing_activation::worker::{run_worker, Env, Gate, Job, PathRule, Ruleset, WorkerSpec};
-use healing_exec::{generations, ExecError};
-use healing_policy::{Action, ActionName, Config, Facts, Plan};
+use healing_activation::worker::{run_worker, Env, Gate, Job};
+use healing_exec::generations;
+use healing_policy::params::CleanNixStore;
+use healing_policy::{ActionName, Config, Facts, Plan};
 use healing_protocol::ActionReply;
 use std::process::ExitCode;
 use std::time::Duration;
-
-static SPEC: WorkerSpec = WorkerSpec {
-    action: ActionName::CleanNixStore,
-    capabilities: &[],
-    landlock: ruleset,
-};
-
-/// What `nix-collect-garbage -d` touches (traced with strace in the test
-/// container): the store and its state (read, write, and execute: on NixOS
-/// the program itself lives in the store), the program and the system
-/// libraries (Debian), the few files in /etc that nix and its libraries
-/// read at start, /proc (its own maps and mount namespace, /proc/stat, and
-/// the runtime-root scan), the CPU count, /dev/null for stdin and
-/// /dev/urandom. Not the rest of /etc: root can read /etc/shadow, this
-/// action has no reason to.
-fn ruleset(config: &Config) -> Ruleset {
-    let mut rules = vec![
-        PathRule::full("/nix"),
-        // Optional: a missing program should be a clear error per request
-        // ("cannot run ..."), not a service that fails to start.
-        PathRule::rx(config.nix_collect_garbage()).optional(),
-        PathRule::rx("/usr").optional(),
-        PathRule::ro("/proc"),
-        PathRule::rw("/dev/null"),
-        PathRule::ro("/dev/urandom"),
-        PathRule::ro("/sys/devices/system/cpu/online").optional(),
-    ];
-    // The profile directory is read and locked per request (the generation
-    // facts); under /nix by default, which the first rule covers.
-    let profiles = config.nix_profiles_dir();
-    if !profiles.starts_with("/nix") {
-        rules.push(PathRule::ro(profiles).optional());
-    }
-    // Each may be absent on one distribution or the other; on NixOS most
-    // are links into the store, which /nix already covers.
-    for f in [
-        "/etc/nix",
-        "/etc/xdg/nix",
-        "/etc/passwd",
-        "/etc/group",
-        "/etc/nsswitch.conf",
-        "/etc/ld.so.cache",
-        "/etc/ld.so.preload",
-        "/etc/ssl/certs/ca-certificates.crt",
-        "/etc/gnutls",
-        "/etc/localtime",
-    ] {
-        rules.push(PathRule::ro(f).optional());
-    }
-    Ruleset::new(rules)
-}
 
 const ENV: [(&str, &str); 4] = [
     ("PATH", "/run/current-system/sw/bin:/usr/bin:/bin"),
@@ -176,36 +126,17 @@ fn collect(config: &Config, delete_generations: bool, note: Option<&str>) -> Act
                 f.output
             )),
         },
-        Ok(f) => ActionReply::failed(format!(
-            "{shown} failed with {}:\n{}",
-            f.describe_status(),
-            f.output
-        )),
-        Err(ExecError::Timeout { after, output }) => ActionReply::failed(format!(
-            "{shown} did not finish within {} s and was killed:\n{output}",
-            after.as_secs()
-        )),
-        Err(e) => ActionReply::failed(e.to_string()),
+        other => ActionReply::failed(healing_exec::failure(&shown, other, "")),
     }
 }
 
-fn handle(job: &Job, env: &Env) -> ActionReply {
-    let action = &job.action;
-    if let Err(r) = healing_policy::permit(&env.policy, &job.caller_info(), action) {
-        return ActionReply::failed(r.to_string());
-    }
+fn handle(job: &Job<CleanNixStore>, env: &Env) -> ActionReply {
     let config = &env.config;
-    if *action != Action::CleanNixStore {
-        return ActionReply::failed(format!(
-            "clean_nix_store cannot perform {:?}",
-            action.name()
-        ));
-    }
     // Held until the collection has finished: no rollback starts meanwhile.
     let (_lock, _, facts) =
-        match generations::lock_and_read(&config.nix_profiles_dir(), &config.current_system()) {
+        match generations::permit_and_lock(&env.policy, &job.caller_info(), &job.action, config) {
             Ok(r) => r,
-            Err(e) => return ActionReply::failed(format!("cannot read the generations: {e}")),
+            Err(e) => return ActionReply::failed(e),
         };
     match env.gate(job, &Facts::Generations(facts)) {
         Gate::Reply(r) => r,
@@ -218,7 +149,7 @@ fn handle(job: &Job, env: &Env) -> ActionReply {
 }
 
 fn main() -> ExitCode {
-    run_worker(&SPEC, handle)
+    run_worker(handle)
 }
 
 #[cfg(test)]

@@ -9,8 +9,8 @@
 //! evicts its dentry, which this very action makes it do (docs/benchmarks.md,
 //! finding 6).
 
-use healing_activation::worker::{run_worker, Env, Gate, Job, PathRule, Ruleset, WorkerSpec};
-use healing_policy::{Action, ActionName, Config, Facts};
+use healing_activation::worker::{run_worker, with_held_file, Env, Job};
+use healing_policy::params::ClearSystemCache;
 use healing_protocol::ActionReply;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -19,16 +19,6 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 const DROP_CACHES: &str = "/proc/sys/vm/drop_caches";
-
-static SPEC: WorkerSpec = WorkerSpec {
-    action: ActionName::ClearSystemCache,
-    capabilities: &[],
-    landlock: ruleset,
-};
-
-fn ruleset(_: &Config) -> Ruleset {
-    Ruleset::new(vec![PathRule::held_wo(DROP_CACHES)])
-}
 
 /// Syncs, then asks the kernel, through `f` (the held sysctl file, or a
 /// stand-in in tests; `path` names it), to drop clean caches. Without the
@@ -50,32 +40,18 @@ fn clear(f: &File, path: &Path) -> Result<String, String> {
     ))
 }
 
-fn handle(job: &Job, env: &Env) -> ActionReply {
-    let action = &job.action;
-    if let Gate::Reply(r) = env.gate(job, &Facts::None) {
-        return r;
-    }
-    match action {
-        Action::ClearSystemCache => {
-            let path = Path::new(DROP_CACHES);
-            Ruleset::held_file(path)
-                .and_then(|f| clear(&f, path))
-                .into()
-        }
-        other => ActionReply::failed(format!(
-            "clear_system_cache cannot perform {:?}",
-            other.name()
-        )),
-    }
+fn handle(job: &Job<ClearSystemCache>, env: &Env) -> ActionReply {
+    with_held_file(job, env, DROP_CACHES, clear)
 }
 
 fn main() -> ExitCode {
-    run_worker(&SPEC, handle)
+    run_worker(handle)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use healing_activation::worker::Ruleset;
 
     #[test]
     fn writes_3_to_a_stand_in_file() {

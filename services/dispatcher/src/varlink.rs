@@ -25,7 +25,7 @@ use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
-pub const INTERFACE: &str = "io.luminous.Healing";
+pub const INTERFACE: &str = healing_actions::VARLINK_INTERFACE;
 pub const IDL: &str = include_str!("io.luminous.Healing.varlink");
 const SERVICE: &str = "org.varlink.service";
 const SERVICE_IDL: &str = "# The Varlink Service Interface is provided by every varlink service. It
@@ -83,96 +83,53 @@ struct Param {
 }
 
 struct Method {
-    name: &'static str,
+    name: String,
     action: ActionName,
-    params: &'static [Param],
+    params: Vec<Param>,
     /// Takes `dryRun: ?bool`.
     dry_run: bool,
 }
 
-const fn p(name: &'static str, wire: &'static str, ty: Ty, optional: bool) -> Param {
-    Param {
-        name,
-        wire,
-        ty,
-        optional,
-    }
+/// One method per action of the table (healing_actions::ACTIONS), whose
+/// generated IDL is [`IDL`]: the two cannot drift apart.
+fn methods() -> &'static [Method] {
+    static METHODS: std::sync::OnceLock<Vec<Method>> = std::sync::OnceLock::new();
+    METHODS.get_or_init(|| {
+        healing_actions::ACTIONS
+            .iter()
+            .filter_map(|a| {
+                Some(Method {
+                    name: a.varlink_method(),
+                    action: ActionName::from_wire(a.name)?,
+                    params: a
+                        .params
+                        .iter()
+                        .map(|p| Param {
+                            name: p.varlink,
+                            wire: p.name,
+                            ty: if p.varlink_type() == "int" {
+                                Ty::Int
+                            } else {
+                                Ty::Str
+                            },
+                            optional: p.optional(),
+                        })
+                        .collect(),
+                    dry_run: a.varlink_dry_run(),
+                })
+            })
+            .collect()
+    })
 }
 
-const fn m(
-    name: &'static str,
-    action: ActionName,
-    params: &'static [Param],
-    dry_run: bool,
-) -> Method {
-    Method {
-        name,
-        action,
-        params,
-        dry_run,
-    }
-}
-
-const METHODS: &[Method] = &[
-    m(
-        "RestartService",
-        ActionName::RestartService,
-        &[p("unit", "service", Ty::Str, false)],
-        true,
-    ),
-    m(
-        "SetCpuGovernor",
-        ActionName::SetCpuGovernor,
-        &[p("governor", "governor", Ty::Str, false)],
-        true,
-    ),
-    m("ClearSystemCache", ActionName::ClearSystemCache, &[], true),
-    m(
-        "AdjustSwappiness",
-        ActionName::AdjustSwappiness,
-        &[p("value", "value", Ty::Int, false)],
-        true,
-    ),
-    m(
-        "KillProcess",
-        ActionName::KillProcess,
-        &[
-            p("pid", "pid", Ty::Int, false),
-            p("signal", "signal", Ty::Str, false),
-        ],
-        true,
-    ),
-    m("RestartNetwork", ActionName::RestartNetwork, &[], true),
-    m("CleanNixStore", ActionName::CleanNixStore, &[], true),
-    m(
-        "RollbackGeneration",
-        ActionName::RollbackGeneration,
-        &[],
-        true,
-    ),
-    m(
-        "Pause",
-        ActionName::Pause,
-        &[p("reason", "reason", Ty::Str, true)],
-        true,
-    ),
-    m("Resume", ActionName::Resume, &[], true),
-    m("Status", ActionName::Status, &[], false),
-];
-
-/// The interface's errors, each `(reason: string, id: string)`; the IDL
-/// test holds the description to it.
+/// The interface's errors, each `(reason: string, id: string)`.
 #[cfg(test)]
-const ERRORS: &[&str] = &[
-    "NotAllowed",
-    "InvalidParameter",
-    "RateLimited",
-    "Refused",
-    "Paused",
-    "ActionFailed",
-    "AuditUnavailable",
-    "StateUnavailable",
-];
+fn errors() -> Vec<&'static str> {
+    healing_actions::VARLINK_ERRORS
+        .iter()
+        .map(|(n, _)| *n)
+        .collect()
+}
 
 /// The Varlink error of a verdict that is not a success: the dispatcher's
 /// own refusal by its kind; an action's refusal on the facts it read is
@@ -242,7 +199,7 @@ fn typed(
         }
     }
     let mut wire = Map::new();
-    for p in method.params {
+    for p in &method.params {
         match params.get(p.name) {
             None | Some(Value::Null) if p.optional => {}
             None | Some(Value::Null) => {
@@ -304,17 +261,32 @@ fn parse_message(v: Value) -> Result<Message, String> {
     })
 }
 
-/// Answers one method call. `None`: nothing to send (oneway).
-fn call(ctx: &Ctx, msg: Message, peer: &Peer, t0: Instant) -> Option<Reply> {
+/// A decided call's audit record, written once its reply is sent (as on
+/// the JSON socket: a slow journal never delays a caller; the accepted
+/// record of an action has gone out before it ran).
+struct Record {
+    handled: Handled,
+    duration_ms: u64,
+}
+
+/// Answers one method call. The reply is `None` when there is nothing to
+/// send (oneway); the record is `None` for introspection and unknown
+/// methods, which decide nothing.
+fn call(ctx: &Ctx, msg: Message, peer: &Peer, t0: Instant) -> (Option<Reply>, Option<Record>) {
+    let mut record = None;
     let (iface, name) = msg.method.rsplit_once('.').unwrap_or(("", &msg.method));
     let reply = match iface {
         SERVICE => service_call(name, &msg),
-        INTERFACE => match METHODS.iter().find(|m| m.name == name) {
+        INTERFACE => match methods().iter().find(|m| m.name == name) {
             Some(m) if msg.upgrade => Some(Reply::error(
                 "org.varlink.service.MethodNotImplemented",
                 json!({ "method": format!("{INTERFACE}.{}", m.name) }),
             )),
-            Some(m) => Some(healing_call(ctx, m, &msg.parameters, peer, t0)),
+            Some(m) => {
+                let (reply, r) = healing_call(ctx, m, &msg.parameters, peer, t0);
+                record = Some(r);
+                Some(reply)
+            }
             None => Some(Reply::error(
                 "org.varlink.service.MethodNotFound",
                 json!({ "method": msg.method }),
@@ -325,11 +297,7 @@ fn call(ctx: &Ctx, msg: Message, peer: &Peer, t0: Instant) -> Option<Reply> {
             json!({ "interface": iface }),
         )),
     };
-    if msg.oneway {
-        None
-    } else {
-        reply
-    }
+    (if msg.oneway { None } else { reply }, record)
 }
 
 fn service_call(name: &str, msg: &Message) -> Option<Reply> {
@@ -369,16 +337,10 @@ fn healing_call(
     params: &Map<String, Value>,
     peer: &Peer,
     t0: Instant,
-) -> Reply {
-    let id = match uuid4() {
-        Ok(id) => id,
-        Err(e) => {
-            return Reply::error(
-                &format!("{INTERFACE}.AuditUnavailable"),
-                json!({ "reason": format!("cannot name the request: {e}"), "id": "" }),
-            )
-        }
-    };
+) -> (Reply, Record) {
+    // Without an id there is no record to tie the call to: refused, and
+    // the record says why under the unknown id.
+    let id = uuid4().unwrap_or_else(|_| healing_protocol::errors::UNKNOWN_ID.to_string());
     let action = method.action.as_str().to_string();
     let checked = typed(method, params);
     // The caller check comes first, as on the JSON socket: a caller who may
@@ -430,8 +392,13 @@ fn healing_call(
         dry_run,
         verdict,
     };
-    account(ctx, &h, Some(peer), duration_ms);
-    reply
+    (
+        reply,
+        Record {
+            handled: h,
+            duration_ms,
+        },
+    )
 }
 
 /// The caller as the audit records it: SO_PEERCRED, with the pid read
@@ -450,23 +417,28 @@ fn caller_now(peer: &Peer, pidfd: Option<&OwnedFd>) -> Peer {
 /// back for the next. A message that is not a Varlink call (not JSON, no
 /// method, over the size cap, cut off) has nothing to answer it with: the
 /// connection is closed, as systemd's own services do.
-pub fn handle_conn(ctx: &Ctx, conn: Conn) {
+pub fn handle_conn(ctx: &Ctx, mut conn: Conn) {
     let t0 = Instant::now();
-    let (Some(peer), Some(Ok(value))) = (conn.peer.as_ref(), conn.request.as_ref()) else {
+    let (Some(peer), Some(Ok(value))) = (conn.peer.as_ref(), conn.request.take()) else {
         return;
     };
-    let Ok(msg) = parse_message(value.clone()) else {
+    let Ok(msg) = parse_message(value) else {
         return;
     };
     let pidfd = peer_pidfd(&conn.stream).ok().flatten();
     let caller = caller_now(peer, pidfd.as_ref());
-    if let Some(reply) = call(ctx, msg, &caller, t0) {
+    let (reply, record) = call(ctx, msg, &caller, t0);
+    let sent = reply.is_none_or(|r| {
         let _ = conn.stream.set_write_timeout(Some(Duration::from_secs(5)));
-        if (&conn.stream).write_all(&reply.encode()).is_err() {
-            return;
-        }
+        (&conn.stream).write_all(&r.encode()).is_ok()
+    });
+    // Accounted whether or not the reply arrived: the decision stands.
+    if let Some(r) = record {
+        account(ctx, &r.handled, Some(&caller), r.duration_ms);
     }
-    conn.keep();
+    if sent {
+        conn.keep();
+    }
 }
 
 /// What the accept loop sends on this socket when it refuses a connection
@@ -503,7 +475,7 @@ mod tests {
     }
 
     fn rendered() -> Vec<String> {
-        let mut out: Vec<String> = METHODS
+        let mut out: Vec<String> = methods()
             .iter()
             .map(|m| {
                 let mut ps: Vec<String> = m
@@ -529,7 +501,7 @@ mod tests {
             })
             .collect();
         out.extend(
-            ERRORS
+            errors()
                 .iter()
                 .map(|e| format!("error {e}(reason: string, id: string)")),
         );
@@ -556,7 +528,7 @@ mod tests {
     #[test]
     fn every_action_has_one_method_with_its_parameters() {
         for a in healing_policy::ALL_ACTIONS {
-            let ms: Vec<_> = METHODS.iter().filter(|m| m.action == a).collect();
+            let ms: Vec<_> = methods().iter().filter(|m| m.action == a).collect();
             assert_eq!(ms.len(), 1, "{a:?}");
             let mut wire: Vec<_> = ms[0].params.iter().map(|p| p.wire).collect();
             wire.sort_unstable();
@@ -586,7 +558,7 @@ mod tests {
         ];
         for r in all {
             let e = error_of(&Verdict::deny(r.clone(), "x"));
-            assert!(ERRORS.contains(&e), "{r}: {e}");
+            assert!(errors().contains(&e), "{r}: {e}");
         }
         let failed = Verdict {
             outcome: Outcome::Failure,
@@ -602,7 +574,7 @@ mod tests {
 
     #[test]
     fn parameters_are_typed_and_renamed() {
-        let restart = &METHODS[0];
+        let restart = &methods()[0];
         let params = |v: Value| v.as_object().cloned().unwrap();
         let (w, dry) = typed(
             restart,
@@ -623,21 +595,21 @@ mod tests {
                 .parameter,
             "service"
         );
-        let kill = METHODS.iter().find(|m| m.name == "KillProcess").unwrap();
+        let kill = methods().iter().find(|m| m.name == "KillProcess").unwrap();
         assert_eq!(
             typed(kill, &params(json!({"pid": 4.5, "signal": "TERM"})))
                 .unwrap_err()
                 .parameter,
             "pid"
         );
-        let status = METHODS.iter().find(|m| m.name == "Status").unwrap();
+        let status = methods().iter().find(|m| m.name == "Status").unwrap();
         assert_eq!(
             typed(status, &params(json!({"dryRun": true})))
                 .unwrap_err()
                 .parameter,
             "dryRun"
         );
-        let pause = METHODS.iter().find(|m| m.name == "Pause").unwrap();
+        let pause = methods().iter().find(|m| m.name == "Pause").unwrap();
         let (w, _) = typed(pause, &params(json!({"reason": null}))).unwrap();
         assert!(w.is_empty());
     }
@@ -682,6 +654,7 @@ mod tests {
                 peer,
                 Instant::now(),
             )
+            .0
             .unwrap()
         };
         let err = |r: Reply| match r {
@@ -715,13 +688,22 @@ mod tests {
         let (e, _) = err(ask("Reboot", json!({}), &member));
         assert_eq!(e, "org.varlink.service.MethodNotFound");
         let oneway = json!({"method": "io.luminous.Healing.Status", "oneway": true});
-        assert!(call(
+        let (reply, record) = call(
             &ctx,
             parse_message(oneway).unwrap(),
             &member,
-            Instant::now()
-        )
-        .is_none());
+            Instant::now(),
+        );
+        // no reply, but the decision is recorded all the same
+        assert!(reply.is_none());
+        assert_eq!(record.unwrap().handled.verdict.outcome, Outcome::Success);
+        let (_, record) = call(
+            &ctx,
+            parse_message(json!({"method": "org.varlink.service.GetInfo"})).unwrap(),
+            &member,
+            Instant::now(),
+        );
+        assert!(record.is_none(), "introspection decides nothing");
         std::fs::remove_dir_all(&tmp).unwrap();
     }
 }

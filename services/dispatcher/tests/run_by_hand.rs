@@ -23,6 +23,18 @@ impl Drop for Dispatcher {
     }
 }
 
+/// Everything the dispatcher wrote on stderr, once it has exited.
+fn stderr_of(d: &mut Dispatcher) -> String {
+    let mut err = String::new();
+    d.child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    err
+}
+
 fn start(name: &str, secret: Option<&str>) -> (Dispatcher, PathBuf) {
     let dir = std::env::temp_dir().join(format!("lh-byhand-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -104,13 +116,7 @@ fn binds_the_given_path_and_serves_with_the_environment_secret() {
     // and written once its second is over.
     std::thread::sleep(Duration::from_millis(1500));
     d.child.kill().unwrap();
-    let mut err = String::new();
-    d.child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = stderr_of(&mut d);
     // no journal socket is guaranteed here: whatever took the records, the
     // warning about the environment secret is part of the contract
     if !Path::new("/run/systemd/journal/socket").exists() {
@@ -125,12 +131,6 @@ fn refuses_to_start_without_a_secret() {
     let (mut d, _sock) = start("nosecret", None);
     let status = d.child.wait().unwrap();
     assert_eq!(status.code(), Some(78), "EX_CONFIG");
-    let mut err = String::new();
-    d.child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = stderr_of(&mut d);
     assert!(err.contains("no secret"), "{err}");
 }

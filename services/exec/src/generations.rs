@@ -163,6 +163,20 @@ pub fn lock_and_read(
     Ok((lock, g, facts))
 }
 
+/// For the Nix actions, before anything else: the authorization rules that
+/// need no facts, then the lock and the generations under it, the facts of
+/// the rest. The lock is held as long as the first element lives.
+pub fn permit_and_lock(
+    policy: &healing_policy::Policy,
+    caller: &healing_policy::CallerInfo,
+    action: &healing_policy::Action,
+    config: &healing_policy::Config,
+) -> Result<(Option<ProfileLock>, Generations, GenerationFacts), String> {
+    healing_policy::permit(policy, caller, action).map_err(|r| r.to_string())?;
+    lock_and_read(&config.nix_profiles_dir(), &config.current_system())
+        .map_err(|e| format!("cannot read the generations: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

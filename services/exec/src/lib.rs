@@ -81,6 +81,21 @@ impl std::fmt::Display for ExecError {
 
 impl std::error::Error for ExecError {}
 
+/// Why a run of `shown` did not succeed, for the caller: its exit status
+/// and output, or how long it ran before it was killed (`after_timeout`
+/// then says what that may have left behind), or why it never started.
+/// `Ok` of a successful run is the caller's to describe, not this.
+pub fn failure(shown: &str, r: Result<Finished, ExecError>, after_timeout: &str) -> String {
+    match r {
+        Ok(f) => format!("{shown} failed with {}:\n{}", f.describe_status(), f.output),
+        Err(ExecError::Timeout { after, output }) => format!(
+            "{shown} did not finish within {} s and was killed{after_timeout}:\n{output}",
+            after.as_secs()
+        ),
+        Err(e) => e.to_string(),
+    }
+}
+
 /// Runs `program` with exactly `args` and exactly `env` (nothing inherited),
 /// stdin from /dev/null, working directory `/`. Waits at most `timeout`.
 pub fn run(
@@ -212,6 +227,36 @@ mod tests {
 
     fn sh() -> &'static Path {
         Path::new("/bin/sh")
+    }
+
+    #[test]
+    fn failures_say_how_the_run_ended() {
+        let r = run(
+            sh(),
+            &["-c", "echo no; exit 4"],
+            &[],
+            Duration::from_secs(5),
+        );
+        assert_eq!(failure("x", r, ""), "x failed with exit status 4:\nno\n");
+        let r = run(
+            sh(),
+            &["-c", "echo started; sleep 5"],
+            &[],
+            Duration::from_secs(1),
+        );
+        let f = failure("x", r, " (a hint)");
+        assert!(
+            f.starts_with("x did not finish within 1 s and was killed (a hint):\n"),
+            "{f}"
+        );
+        assert!(f.contains("started"), "{f}");
+        let r = run(
+            Path::new("/nonexistent/x"),
+            &[],
+            &[],
+            Duration::from_secs(1),
+        );
+        assert!(!failure("x", r, "").starts_with("x "));
     }
 
     #[test]

@@ -14,21 +14,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: healctl [OPTIONS] COMMAND [ARGS]
+mod args;
+mod commands;
+
+const USAGE: &str = concat!(
+    "usage: healctl [OPTIONS] COMMAND [ARGS]
 
 Commands:
-  status                          versions, enabled actions, remaining rate-limit budget
-  restart-service UNIT            restart a systemd unit (name.service if no suffix)
-  restart-network                 restart NetworkManager or systemd-networkd
-  set-cpu-governor GOVERNOR       performance|powersave|ondemand|conservative|schedutil
-  adjust-swappiness VALUE         0-100
-  clear-system-cache              sync and drop the page cache, dentries and inodes
-  kill-process PID [--signal S]   S: TERM (default), KILL, HUP, INT
-  clean-nix-store                 nix-collect-garbage -d
-  rollback-generation             nixos-rebuild switch --rollback (one step; off by default)
-  pause [--reason TEXT]           root only: refuse every action until resume
-  resume                          root only: end a pause
-
+",
+    commands::commands_usage!(),
+    "
 Options:
   --socket PATH        default /run/luminous-healing.sock
                        (with --varlink: /run/luminous-healing/io.luminous.Healing)
@@ -43,7 +38,8 @@ Options:
 
 Exit status: 0 done, 1 the action failed, 2 usage, 3 refused (authentication,
 policy, parameters, pause), 4 rate limited, 5 could not talk to the service
-or the service could not vouch for the request (audit or state unavailable).";
+or the service could not vouch for the request (audit or state unavailable)."
+);
 
 const EXIT_FAILED: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -83,8 +79,7 @@ fn parse(args: Vec<String>) -> Result<Opts, (u8, String)> {
         params: Map::new(),
     };
     let mut positional = Vec::new();
-    let mut signal = None;
-    let mut reason = None;
+    let mut flags = Vec::new();
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
         let mut val = |name: &str| {
@@ -104,7 +99,6 @@ fn parse(args: Vec<String>) -> Result<Opts, (u8, String)> {
             }
             "--json" => o.json = true,
             "--dry-run" => o.dry_run = true,
-            "--reason" => reason = Some(val("--reason")?),
             "--timeout" => {
                 let v = val("--timeout")?;
                 let secs: u64 = v
@@ -112,9 +106,9 @@ fn parse(args: Vec<String>) -> Result<Opts, (u8, String)> {
                     .map_err(|_| (EXIT_USAGE, format!("healctl: bad --timeout {v:?}")))?;
                 o.timeout = Duration::from_secs(secs.max(1));
             }
-            "--signal" => signal = Some(val("--signal")?),
             "--pid" => positional.push(val("--pid")?),
             "-h" | "--help" => return Err((0, USAGE.into())),
+            s if args::is_command_flag(s) => flags.push((a.clone(), val(s)?)),
             s if s.starts_with("--") => return usage(&format!("unknown option {s}")),
             _ => positional.push(a),
         }
@@ -122,64 +116,9 @@ fn parse(args: Vec<String>) -> Result<Opts, (u8, String)> {
     let Some(cmd) = positional.first().cloned() else {
         return usage("no command");
     };
-    let args = &positional[1..];
-    let action = cmd.replace('-', "_");
-    let need = |n: usize| -> Result<(), (u8, String)> {
-        if args.len() == n {
-            Ok(())
-        } else {
-            Err((
-                EXIT_USAGE,
-                format!("healctl: {cmd} takes {n} argument(s)\n\n{USAGE}"),
-            ))
-        }
-    };
-    let int = |s: &str| -> Result<Value, (u8, String)> {
-        s.parse::<i64>()
-            .map(Value::from)
-            .map_err(|_| (EXIT_USAGE, format!("healctl: {s:?} is not an integer")))
-    };
-    match action.as_str() {
-        "status"
-        | "clear_system_cache"
-        | "restart_network"
-        | "clean_nix_store"
-        | "rollback_generation"
-        | "resume" => need(0)?,
-        "pause" => {
-            need(0)?;
-            if let Some(r) = reason.take() {
-                o.params.insert("reason".into(), json!(r));
-            }
-        }
-        "restart_service" => {
-            need(1)?;
-            o.params.insert("service".into(), json!(args[0]));
-        }
-        "set_cpu_governor" => {
-            need(1)?;
-            o.params.insert("governor".into(), json!(args[0]));
-        }
-        "adjust_swappiness" => {
-            need(1)?;
-            o.params.insert("value".into(), int(&args[0])?);
-        }
-        "kill_process" => {
-            need(1)?;
-            o.params.insert("pid".into(), int(&args[0])?);
-            o.params.insert(
-                "signal".into(),
-                json!(signal.take().unwrap_or_else(|| "TERM".into())),
-            );
-        }
-        _ => return usage(&format!("unknown command {cmd:?}")),
-    }
-    if signal.is_some() {
-        return usage("--signal goes with kill-process");
-    }
-    if reason.is_some() {
-        return usage("--reason goes with pause");
-    }
+    let (action, params) = args::build(&cmd, &positional[1..], &flags)
+        .map_err(|e| (EXIT_USAGE, format!("healctl: {e}\n\n{USAGE}")))?;
+    o.params = params;
     if o.dry_run && o.version == Version::V1 {
         return usage("--dry-run needs protocol v2");
     }
@@ -226,25 +165,16 @@ fn spinner(action: String, done: Arc<AtomicBool>) -> Option<std::thread::JoinHan
 /// The io.luminous.Healing method of a wire action, and its parameters
 /// renamed to the interface's.
 fn varlink_call(o: &Opts) -> Value {
-    let method = match o.action.as_str() {
-        "restart_service" => "RestartService",
-        "set_cpu_governor" => "SetCpuGovernor",
-        "clear_system_cache" => "ClearSystemCache",
-        "adjust_swappiness" => "AdjustSwappiness",
-        "kill_process" => "KillProcess",
-        "restart_network" => "RestartNetwork",
-        "clean_nix_store" => "CleanNixStore",
-        "rollback_generation" => "RollbackGeneration",
-        "pause" => "Pause",
-        "resume" => "Resume",
-        _ => "Status",
-    };
+    let command = commands::COMMANDS.iter().find(|c| c.action == o.action);
+    let method = command.map_or("Status", |c| c.varlink);
     let mut params: Map<String, Value> = o
         .params
         .iter()
         .map(|(k, v)| {
-            let k = if k == "service" { "unit" } else { k.as_str() };
-            (k.to_string(), v.clone())
+            let name = command
+                .and_then(|c| c.args.iter().find(|a| a.param == k))
+                .map_or(k.as_str(), |a| a.varlink);
+            (name.to_string(), v.clone())
         })
         .collect();
     if o.dry_run {

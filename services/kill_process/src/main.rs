@@ -25,10 +25,9 @@
 
 mod procfs;
 
-use healing_activation::worker::{
-    run_worker, Capability, Env, Gate, Job, PathRule, Ruleset, WorkerSpec,
-};
-use healing_policy::{Action, ActionName, Config, Facts, Plan};
+use healing_activation::worker::{run_worker, Env, Gate, Job};
+use healing_policy::params::KillProcess;
+use healing_policy::{Facts, Plan};
 use healing_protocol::ActionReply;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -38,21 +37,6 @@ use std::path::Path;
 use std::process::ExitCode;
 
 const PROC: &str = "/proc";
-
-static SPEC: WorkerSpec = WorkerSpec {
-    action: ActionName::KillProcess,
-    capabilities: &[Capability::CAP_KILL],
-    landlock: ruleset,
-};
-
-/// `/proc` is a mount root (the unit's own procfs instance), whose inode
-/// stays pinned, so a rule on it keeps matching (see healing_sandbox).
-fn ruleset(_: &Config) -> Ruleset {
-    Ruleset {
-        paths: vec![PathRule::ro(PROC)],
-        allow_signals: true,
-    }
-}
 
 /// Why a pid is refused before any signal is sent, or `None`.
 fn refusal(pid: i32, own: i32, dispatcher: i32) -> Option<String> {
@@ -166,7 +150,8 @@ fn pin(proc_root: &Path, pid: i32) -> Result<(Pidfd, healing_policy::ProcessFact
 
 /// Pins the target, asks the policy, and signals through the pidfd the
 /// signal of the plan.
-fn send(job: &Job, env: &Env, proc_root: &Path, pid: i32) -> ActionReply {
+fn send(job: &Job<KillProcess>, env: &Env, proc_root: &Path) -> ActionReply {
+    let pid = job.params.pid;
     let own = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
     if let Some(why) = refusal(pid, own, job.dispatcher.pid) {
         return ActionReply::failed(why);
@@ -202,15 +187,12 @@ fn send(job: &Job, env: &Env, proc_root: &Path, pid: i32) -> ActionReply {
     }
 }
 
-fn handle(job: &Job, env: &Env) -> ActionReply {
-    match &job.action {
-        Action::KillProcess { pid, .. } => send(job, env, Path::new(PROC), *pid),
-        other => ActionReply::failed(format!("kill_process cannot perform {:?}", other.name())),
-    }
+fn handle(job: &Job<KillProcess>, env: &Env) -> ActionReply {
+    send(job, env, Path::new(PROC))
 }
 
 fn main() -> ExitCode {
-    run_worker(&SPEC, handle)
+    run_worker(handle)
 }
 
 #[cfg(test)]
@@ -218,7 +200,7 @@ mod tests {
     use super::*;
     use healing_activation::worker::resolve_policy;
     use healing_auth::Peer;
-    use healing_policy::Signal;
+    use healing_policy::{Action, Config, Signal};
     use healing_protocol::Caller;
     use std::os::unix::process::ExitStatusExt;
 
@@ -234,9 +216,10 @@ mod tests {
         }
     }
 
-    fn job(uid: u32, pid: i32, signal: Signal, dry_run: bool) -> Job {
+    fn job(uid: u32, pid: i32, signal: Signal, dry_run: bool) -> Job<KillProcess> {
         Job {
             id: "t".into(),
+            params: KillProcess { pid, signal },
             action: Action::KillProcess { pid, signal },
             caller: Caller {
                 uid,
@@ -254,11 +237,8 @@ mod tests {
         }
     }
 
-    fn run(j: &Job, e: &Env) -> ActionReply {
-        match &j.action {
-            Action::KillProcess { pid, .. } => send(j, e, Path::new(PROC), *pid),
-            other => panic!("not a kill_process job: {other:?}"),
-        }
+    fn run(j: &Job<KillProcess>, e: &Env) -> ActionReply {
+        send(j, e, Path::new(PROC))
     }
 
     fn sleeper() -> std::process::Child {

@@ -4,6 +4,7 @@
 
 pub mod authorize;
 mod config;
+pub mod params;
 mod schema;
 mod units;
 
@@ -15,5 +16,6 @@ pub use config::{
     ActionConfig, CallerConfig, CallerKey, Config, ConfigError, Protocol, RateLimit,
     DEFAULT_CONFIG_PATH,
 };
+pub use params::Params;
 pub use schema::{validate_unit_name, Action, ActionName, Governor, Signal, ALL_ACTIONS};
 pub use units::{protected_reason, protected_units, UnitPattern, PROTECTED_UNITS};

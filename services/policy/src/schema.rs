@@ -53,10 +53,17 @@ impl ActionName {
         }
     }
 
+    /// Its entry in the table of actions (`services/actions/src/table.rs`),
+    /// which says everything about it but how its parameters are typed.
+    /// Every name has one (`every_action_is_in_the_table`).
+    pub fn entry(self) -> Option<&'static healing_actions::Action> {
+        healing_actions::action(self.as_str())
+    }
+
     /// Whether `[actions.NAME]` and `[callers.*] actions` may name it. Pause
     /// and resume are root's alone, whatever the configuration says.
     pub fn is_configurable(self) -> bool {
-        !matches!(self, ActionName::Pause | ActionName::Resume)
+        self.entry().is_some_and(|a| a.configurable)
     }
 
     pub fn from_wire(s: &str) -> Option<ActionName> {
@@ -66,30 +73,30 @@ impl ActionName {
     /// Whether a separate action service performs it (`status` is answered by
     /// the dispatcher itself).
     pub fn is_forwarded(self) -> bool {
-        !matches!(
-            self,
-            ActionName::Status | ActionName::Pause | ActionName::Resume
-        )
+        self.entry().is_some_and(|a| a.service.is_some())
     }
 
     /// Default time the dispatcher waits for the action's reply.
     pub fn default_timeout_secs(self) -> u64 {
-        match self {
-            ActionName::CleanNixStore => 600,
-            ActionName::RollbackGeneration => 300,
-            ActionName::RestartService | ActionName::RestartNetwork => 30,
-            _ => 10,
-        }
+        self.entry().map_or(10, |a| a.timeout_secs)
     }
 
-    pub fn parameter_names(self) -> &'static [&'static str] {
-        match self {
-            ActionName::RestartService => &["service"],
-            ActionName::SetCpuGovernor => &["governor"],
-            ActionName::AdjustSwappiness => &["value"],
-            ActionName::KillProcess => &["pid", "signal"],
-            ActionName::Pause => &["reason"],
-            _ => &[],
+    /// The names its `parameters` may hold, in the table's order.
+    pub fn parameter_names(self) -> Vec<&'static str> {
+        self.entry()
+            .map(|a| a.params.iter().map(|p| p.name).collect())
+            .unwrap_or_default()
+    }
+
+    fn takes_parameter(self, name: &str) -> bool {
+        self.entry().is_some_and(|a| a.param(name).is_some())
+    }
+
+    /// The choices the table lists for a parameter, for refusals to name.
+    fn choices(self, param: &str) -> String {
+        match self.entry().and_then(|a| a.param(param)).map(|p| &p.kind) {
+            Some(healing_actions::Kind::Choice(c)) => c.join(", "),
+            _ => String::new(),
         }
     }
 }
@@ -186,8 +193,7 @@ impl Action {
     /// Validates the parameters of `name`. Unknown parameters are refused too:
     /// a typo must not silently fall back to a default.
     pub fn parse(name: ActionName, p: &Map<String, Value>) -> Result<Action, String> {
-        let allowed = name.parameter_names();
-        if let Some(k) = p.keys().find(|k| !allowed.contains(&k.as_str())) {
+        if let Some(k) = p.keys().find(|k| !name.takes_parameter(k)) {
             return Err(format!("unknown parameter {k:?} for {}", name.as_str()));
         }
         Ok(match name {
@@ -205,7 +211,9 @@ impl Action {
                 ]
                 .into_iter()
                 .find(|x| x.as_str() == g)
-                .ok_or_else(|| format!("governor {g:?} is not one of performance, powersave, ondemand, conservative, schedutil"))?;
+                .ok_or_else(|| {
+                    format!("governor {g:?} is not one of {}", name.choices("governor"))
+                })?;
                 Action::SetCpuGovernor { governor }
             }
             ActionName::AdjustSwappiness => {
@@ -224,7 +232,9 @@ impl Action {
                 let signal = [Signal::Term, Signal::Kill, Signal::Hup, Signal::Int]
                     .into_iter()
                     .find(|x| x.as_str() == s)
-                    .ok_or_else(|| format!("signal {s:?} is not one of TERM, KILL, HUP, INT"))?;
+                    .ok_or_else(|| {
+                        format!("signal {s:?} is not one of {}", name.choices("signal"))
+                    })?;
                 Action::KillProcess {
                     pid: pid as i32,
                     signal,
@@ -442,6 +452,54 @@ mod tests {
         )
         .is_err());
         assert!(Action::parse(ActionName::Status, &params(json!({"x": 1}))).is_err());
+    }
+
+    /// The table and the typed schema describe the same actions: same
+    /// names in the same order, same parameters, same choices and bounds.
+    #[test]
+    fn every_action_is_in_the_table() {
+        let names: Vec<&str> = healing_actions::ACTIONS.iter().map(|a| a.name).collect();
+        let ours: Vec<&str> = ALL_ACTIONS.iter().map(|a| a.as_str()).collect();
+        assert_eq!(names, ours);
+        let governors = [
+            Governor::Performance,
+            Governor::Powersave,
+            Governor::Ondemand,
+            Governor::Conservative,
+            Governor::Schedutil,
+        ]
+        .map(Governor::as_str)
+        .join(", ");
+        assert_eq!(ActionName::SetCpuGovernor.choices("governor"), governors);
+        let signals = [Signal::Term, Signal::Kill, Signal::Hup, Signal::Int]
+            .map(Signal::as_str)
+            .join(", ");
+        assert_eq!(ActionName::KillProcess.choices("signal"), signals);
+        assert!(!ActionName::Status.is_forwarded() && ActionName::KillProcess.is_forwarded());
+        assert!(!ActionName::Pause.is_configurable() && ActionName::Status.is_configurable());
+        assert_eq!(ActionName::CleanNixStore.default_timeout_secs(), 600);
+    }
+
+    /// Each integer's bounds in the table are where the schema starts refusing.
+    #[test]
+    fn integer_bounds_follow_the_table() {
+        for (name, param, extra) in [
+            (ActionName::AdjustSwappiness, "value", json!({})),
+            (ActionName::KillProcess, "pid", json!({"signal": "TERM"})),
+        ] {
+            let Some(healing_actions::Kind::Integer { min, max }) =
+                name.entry().and_then(|a| a.param(param)).map(|p| &p.kind)
+            else {
+                panic!("{param} is no integer in the table")
+            };
+            let with = |v: i64| {
+                let mut m = params(extra.clone());
+                m.insert(param.into(), json!(v));
+                Action::parse(name, &m)
+            };
+            assert!(with(*min).is_ok() && with(*max).is_ok(), "{param}");
+            assert!(with(min - 1).is_err() && with(max + 1).is_err(), "{param}");
+        }
     }
 
     #[test]

@@ -3,10 +3,19 @@ use std::io::Read;
 /// A random (version 4) UUID from /dev/urandom, as the v1 client sends and
 /// as the dispatcher names each Varlink call.
 pub fn uuid4() -> Result<String, String> {
+    // Opened once: a Varlink call names itself with one read, not three
+    // system calls.
+    static URANDOM: std::sync::OnceLock<std::io::Result<std::fs::File>> =
+        std::sync::OnceLock::new();
     let mut b = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
+    match URANDOM.get_or_init(|| std::fs::File::open("/dev/urandom")) {
+        Ok(f) => {
+            let mut f: &std::fs::File = f;
+            f.read_exact(&mut b)
+        }
+        Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+    }
+    .map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
     // The version (4) and variant (10xx) bits of RFC 9562.
     if let Some(v) = b.get_mut(6) {
         *v = (*v & 0x0f) | 0x40;

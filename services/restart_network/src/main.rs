@@ -11,27 +11,16 @@
 //! Privilege and landlock: as restart_service (root uid, no capabilities,
 //! the system bus only).
 
-use healing_activation::worker::{run_worker, Env, Gate, Job, PathRule, Ruleset, WorkerSpec};
-use healing_policy::{Action, ActionName, Config, Facts};
+use healing_activation::worker::{run_worker, Env, Gate, Job};
+use healing_policy::params::RestartNetwork;
+use healing_policy::{ActionName, Facts};
 use healing_protocol::ActionReply;
 use healing_systemd::{restart_and_wait, unit_state_of, RestartError, UnitState};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-const SYSTEM_BUS: &str = "/run/dbus/system_bus_socket";
-
 /// In the order they are restarted.
 const CANDIDATES: [&str; 2] = ["NetworkManager.service", "systemd-networkd.service"];
-
-static SPEC: WorkerSpec = WorkerSpec {
-    action: ActionName::RestartNetwork,
-    capabilities: &[],
-    landlock: ruleset,
-};
-
-fn ruleset(_: &Config) -> Ruleset {
-    Ruleset::new(vec![PathRule::ro(SYSTEM_BUS)])
-}
 
 /// Picks the units to restart from their states (`None` = not loaded).
 fn choose<'a>(states: &[(&'a str, Option<UnitState>)]) -> Result<Vec<&'a str>, String> {
@@ -86,18 +75,11 @@ fn restart_network(total: Duration) -> Result<String, String> {
     Ok(report.join("\n"))
 }
 
-fn handle(job: &Job, env: &Env) -> ActionReply {
-    let action = &job.action;
+fn handle(job: &Job<RestartNetwork>, env: &Env) -> ActionReply {
     if let Gate::Reply(r) = env.gate(job, &Facts::None) {
         return r;
     }
     let config = &env.config;
-    if *action != Action::RestartNetwork {
-        return ActionReply::failed(format!(
-            "restart_network cannot perform {:?}",
-            action.name()
-        ));
-    }
     // A second under the worker's limit, so our "timeout" with the job path
     // reaches the caller rather than the worker's generic message.
     let secs = config.action_timeout_secs(ActionName::RestartNetwork);
@@ -105,7 +87,7 @@ fn handle(job: &Job, env: &Env) -> ActionReply {
 }
 
 fn main() -> ExitCode {
-    run_worker(&SPEC, handle)
+    run_worker(handle)
 }
 
 #[cfg(test)]

@@ -16,24 +16,13 @@
 //! unit stopped in between, so the check cannot be raced into a start; only
 //! a failed unit gets RestartUnit.
 
-use healing_activation::worker::{run_worker, Env, Gate, Job, PathRule, Ruleset, WorkerSpec};
+use healing_activation::worker::{run_worker, Env, Gate, Job};
+use healing_policy::params::RestartService;
 use healing_policy::{ActionName, Config, Facts, Plan, UnitFacts};
 use healing_protocol::ActionReply;
 use healing_systemd::{Mode, RestartError};
 use std::process::ExitCode;
 use std::time::Duration;
-
-const SYSTEM_BUS: &str = "/run/dbus/system_bus_socket";
-
-static SPEC: WorkerSpec = WorkerSpec {
-    action: ActionName::RestartService,
-    capabilities: &[],
-    landlock: ruleset,
-};
-
-fn ruleset(_: &Config) -> Ruleset {
-    Ruleset::new(vec![PathRule::ro(SYSTEM_BUS)])
-}
 
 /// The time to wait for the job: a second less than the worker's own limit,
 /// so the caller gets systemd's job path and "timeout" from us rather than
@@ -61,7 +50,7 @@ fn facts(unit: &str) -> Result<Facts, String> {
     }
 }
 
-fn handle(job: &Job, env: &Env) -> ActionReply {
+fn handle(job: &Job<RestartService>, env: &Env) -> ActionReply {
     // The schema and the dispatcher's permit stage already checked the name;
     // permit runs again inside gate, before the bus is touched.
     if let Err(r) = healing_policy::permit(&env.policy, &job.caller_info(), &job.action) {
@@ -72,10 +61,7 @@ fn handle(job: &Job, env: &Env) -> ActionReply {
             .to_string(),
         );
     }
-    let healing_policy::Action::RestartService { unit } = &job.action else {
-        return ActionReply::failed("restart_service performs restart_service only");
-    };
-    let facts = match facts(unit) {
+    let facts = match facts(&job.params.unit) {
         Ok(f) => f,
         Err(e) => return ActionReply::failed(e),
     };
@@ -106,7 +92,7 @@ fn handle(job: &Job, env: &Env) -> ActionReply {
 }
 
 fn main() -> ExitCode {
-    run_worker(&SPEC, handle)
+    run_worker(handle)
 }
 
 #[cfg(test)]

@@ -22,40 +22,13 @@
 //! back than the plan says. Afterwards the running system must be the
 //! planned generation, or the reply is a failure saying which it is.
 
-use healing_activation::worker::{
-    run_worker, Capability, Env, Gate, Job, PathRule, Ruleset, WorkerSpec,
-};
-use healing_exec::{generations, ExecError};
-use healing_policy::{Action, ActionName, Config, Facts, Plan};
+use healing_activation::worker::{run_worker, Env, Gate, Job};
+use healing_exec::generations;
+use healing_policy::params::RollbackGeneration;
+use healing_policy::{ActionName, Config, Facts, Plan};
 use healing_protocol::ActionReply;
 use std::process::ExitCode;
 use std::time::Duration;
-
-/// Must equal the unit's CapabilityBoundingSet= (the worker refuses to run
-/// with more, or with less). Why each is needed: docs/privileges.md.
-static CAPABILITIES: [Capability; 11] = [
-    Capability::CAP_AUDIT_WRITE,
-    Capability::CAP_CHOWN,
-    Capability::CAP_DAC_OVERRIDE,
-    Capability::CAP_DAC_READ_SEARCH,
-    Capability::CAP_FOWNER,
-    Capability::CAP_FSETID,
-    Capability::CAP_LINUX_IMMUTABLE,
-    Capability::CAP_SETFCAP,
-    Capability::CAP_SETGID,
-    Capability::CAP_SETUID,
-    Capability::CAP_SYS_ADMIN,
-];
-
-static SPEC: WorkerSpec = WorkerSpec {
-    action: ActionName::RollbackGeneration,
-    capabilities: &CAPABILITIES,
-    landlock: ruleset,
-};
-
-fn ruleset(_: &Config) -> Ruleset {
-    Ruleset::new(vec![PathRule::full("/")])
-}
 
 const ENV: [(&str, &str); 3] = [
     ("PATH", "/run/current-system/sw/bin:/usr/bin:/bin"),
@@ -96,36 +69,21 @@ fn rollback(config: &Config, from: u32, to: u32) -> ActionReply {
                 )),
             }
         }
-        Ok(f) => ActionReply::failed(format!(
-            "{shown} failed with {}:\n{}",
-            f.describe_status(),
-            f.output
+        other => ActionReply::failed(healing_exec::failure(
+            &shown,
+            other,
+            " (the system may be between generations: check `nixos-rebuild list-generations`)",
         )),
-        Err(ExecError::Timeout { after, output }) => ActionReply::failed(format!(
-            "{shown} did not finish within {} s and was killed (the system may be between generations: check `nixos-rebuild list-generations`):\n{output}",
-            after.as_secs()
-        )),
-        Err(e) => ActionReply::failed(e.to_string()),
     }
 }
 
-fn handle(job: &Job, env: &Env) -> ActionReply {
-    let action = &job.action;
-    if let Err(r) = healing_policy::permit(&env.policy, &job.caller_info(), action) {
-        return ActionReply::failed(r.to_string());
-    }
+fn handle(job: &Job<RollbackGeneration>, env: &Env) -> ActionReply {
     let config = &env.config;
-    if *action != Action::RollbackGeneration {
-        return ActionReply::failed(format!(
-            "rollback_generation cannot perform {:?}",
-            action.name()
-        ));
-    }
     // Held until nixos-rebuild has finished: no GC starts meanwhile.
     let (_lock, gens, facts) =
-        match generations::lock_and_read(&config.nix_profiles_dir(), &config.current_system()) {
+        match generations::permit_and_lock(&env.policy, &job.caller_info(), &job.action, config) {
             Ok(r) => r,
-            Err(e) => return ActionReply::failed(format!("cannot read the generations: {e}")),
+            Err(e) => return ActionReply::failed(e),
         };
     let (from, to) = match env.gate(job, &Facts::Generations(facts)) {
         Gate::Reply(r) => return r,
@@ -153,7 +111,7 @@ fn profile_names(gens: &generations::Generations, from: u32, to: u32) -> Result<
 }
 
 fn main() -> ExitCode {
-    run_worker(&SPEC, handle)
+    run_worker(handle)
 }
 
 #[cfg(test)]

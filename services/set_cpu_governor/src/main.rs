@@ -18,8 +18,9 @@
 //! stand-in tree; it is read from the service's own environment, which only
 //! root can set, and the landlock ruleset follows it.
 
-use healing_activation::worker::{run_worker, Env, Gate, Job, PathRule, Ruleset, WorkerSpec};
-use healing_policy::{Action, ActionName, Config, Facts, Governor};
+use healing_activation::worker::{run_worker, Env, Gate, Job};
+use healing_policy::params::SetCpuGovernor;
+use healing_policy::{Facts, Governor};
 use healing_protocol::ActionReply;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -28,21 +29,11 @@ use std::process::ExitCode;
 const CPU_SYSFS: &str = "/sys/devices/system/cpu";
 const ROOT_ENV: &str = "LUMINOUS_HEALING_CPU_SYSFS";
 
-static SPEC: WorkerSpec = WorkerSpec {
-    action: ActionName::SetCpuGovernor,
-    capabilities: &[],
-    landlock: ruleset,
-};
-
 fn sysfs_root() -> PathBuf {
     match std::env::var_os(ROOT_ENV) {
         Some(p) if !p.is_empty() => PathBuf::from(p),
         _ => PathBuf::from(CPU_SYSFS),
     }
-}
-
-fn ruleset(_: &Config) -> Ruleset {
-    Ruleset::new(vec![PathRule::rw(sysfs_root())])
 }
 
 /// `cpu0`, `cpu12`, ... sorted numerically.
@@ -125,22 +116,15 @@ pub fn set_governor(root: &Path, governor: Governor) -> Result<String, String> {
     ))
 }
 
-fn handle(job: &Job, env: &Env) -> ActionReply {
-    let action = &job.action;
+fn handle(job: &Job<SetCpuGovernor>, env: &Env) -> ActionReply {
     if let Gate::Reply(r) = env.gate(job, &Facts::None) {
         return r;
     }
-    match action {
-        Action::SetCpuGovernor { governor } => set_governor(&sysfs_root(), *governor).into(),
-        other => ActionReply::failed(format!(
-            "set_cpu_governor cannot perform {:?}",
-            other.name()
-        )),
-    }
+    set_governor(&sysfs_root(), job.params.governor).into()
 }
 
 fn main() -> ExitCode {
-    run_worker(&SPEC, handle)
+    run_worker(handle)
 }
 
 #[cfg(test)]
