@@ -811,6 +811,12 @@ where
             // SAFETY: accept4 just returned this descriptor; nothing else owns
             // it, and the UnixStream closes it exactly once.
             let stream = unsafe { UnixStream::from_raw_fd(fd) };
+            if framing == Framing::Varlink {
+                // Set once for the connection's every reply: a client that
+                // sends calls and never reads the replies fills its socket
+                // buffer, and must not hold a handler thread forever.
+                let _ = stream.set_write_timeout(Some(self.opts.request_timeout));
+            }
             let accepted = Instant::now();
             let peer = peer_credentials(&stream).ok();
             let uid = peer.as_ref().map_or(NO_UID, |p| p.uid);

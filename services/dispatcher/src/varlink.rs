@@ -23,7 +23,7 @@ use healing_protocol::{truncate_output, uuid4, Refusal, MAX_MESSAGE};
 use serde_json::{json, Map, Value};
 use std::io::Write;
 use std::os::fd::OwnedFd;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 pub const INTERFACE: &str = healing_actions::VARLINK_INTERFACE;
 pub const IDL: &str = include_str!("io.luminous.Healing.varlink");
@@ -428,10 +428,8 @@ pub fn handle_conn(ctx: &Ctx, mut conn: Conn) {
     let pidfd = peer_pidfd(&conn.stream).ok().flatten();
     let caller = caller_now(peer, pidfd.as_ref());
     let (reply, record) = call(ctx, msg, &caller, t0);
-    let sent = reply.is_none_or(|r| {
-        let _ = conn.stream.set_write_timeout(Some(Duration::from_secs(5)));
-        (&conn.stream).write_all(&r.encode()).is_ok()
-    });
+    // The write timeout was set at accept (healing_activation).
+    let sent = reply.is_none_or(|r| (&conn.stream).write_all(&r.encode()).is_ok());
     // Accounted whether or not the reply arrived: the decision stands.
     if let Some(r) = record {
         account(ctx, &r.handled, Some(&caller), r.duration_ms);
