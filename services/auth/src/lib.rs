@@ -13,7 +13,7 @@ mod secret;
 mod signature;
 mod timestamp;
 
-pub use peer::{peer_credentials, peer_pidfd, pidfd_pid, Peer};
+pub use peer::{peer_credentials, peer_pidfd, pidfd_exited, Peer};
 pub use secret::{Secret, SecretSource};
 pub use signature::{sign, verify};
 pub use timestamp::{check_freshness, parse_timestamp, Freshness};

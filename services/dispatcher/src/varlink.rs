@@ -17,7 +17,7 @@ use crate::handle::{account, now_ms, Ctx, Handled};
 use crate::pipeline::{decide_varlink, VarlinkCall, Verdict};
 use healing_activation::Conn;
 use healing_audit::Outcome;
-use healing_auth::{peer_pidfd, pidfd_pid, Peer};
+use healing_auth::{peer_pidfd, pidfd_exited, Peer};
 use healing_policy::ActionName;
 use healing_protocol::{truncate_output, uuid4, Refusal, MAX_MESSAGE};
 use serde_json::{json, Map, Value};
@@ -401,14 +401,15 @@ fn healing_call(
     )
 }
 
-/// The caller as the audit records it: SO_PEERCRED, with the pid read
-/// through the connection's pidfd (SO_PEERPIDFD) where the kernel has it,
-/// so a record never names a pid that was reused by another process. Once
-/// the caller has exited the pid is SO_PEERCRED's.
+/// The caller as the audit records it: SO_PEERCRED's uid, gid and pid at
+/// connect time, the pid checked through the connection's pidfd
+/// (SO_PEERPIDFD, Linux 6.5) where the kernel has it: once the caller has
+/// exited its pid may name another process, so the records say pid 0 (no
+/// process) rather than a pid that could be someone else's.
 fn caller_now(peer: &Peer, pidfd: Option<&OwnedFd>) -> Peer {
     let mut p = peer.clone();
-    if let Some(pid) = pidfd.and_then(pidfd_pid).filter(|pid| *pid > 0) {
-        p.pid = pid;
+    if pidfd.is_some_and(pidfd_exited) {
+        p.pid = 0;
     }
     p
 }
