@@ -29,6 +29,9 @@ STATE = "/run/luminous-healing/dispatcher/state.log"
 ACTION_DIR = "/run/luminous-healing/actions"
 DISPATCHER = "luminous-healing.service"
 DISPATCHER_SOCK = "/run/luminous-healing.sock"
+# io.luminous.Healing, served by the same dispatcher (no key, no envelope).
+VARLINK_SOCK = "/run/luminous-healing/io.luminous.Healing"
+VARLINK_UNIT = "luminous-healing-varlink.socket"
 BENCH_DIR = "/run/lh-bench"
 TMP = "/tmp/lh-bench"
 
@@ -199,7 +202,7 @@ def load(sock, reqs, clients=1, check=True, what="", expect=None):
     with open(path, "w") as f:
         f.write("\n".join(reqs) + "\n")
     cmd = [LOAD, sock, path, str(clients)] + (["--check"] if check else []) \
-        + (["--expect", expect] if expect else [])
+        + (["--expect", expect] if expect else []) + (["--varlink"] if sock == VARLINK_SOCK else [])
     p = subprocess.run(cmd, capture_output=True, text=True)
     lines = p.stdout.splitlines()
     if p.returncode != 0 or not lines:
@@ -471,7 +474,18 @@ def cold_sample(t, secret, stop_units, reset=True):
     return lat[0]
 
 
+def varlink_calls(action, params, n):
+    """n io.luminous.Healing calls: the action's method (its name in
+    CamelCase) with its parameters under their Varlink names. Nothing is
+    signed, so nothing need be fresh: the same bytes n times."""
+    method = "".join(w.capitalize() for w in action.split("_"))
+    vparams = {("unit" if k == "service" else k): v for k, v in params.items()}
+    return [json.dumps({"method": f"io.luminous.Healing.{method}", "parameters": vparams})] * n
+
+
 def treqs(t, secret, n):
+    if t.sock == VARLINK_SOCK:
+        return varlink_calls(t.action, t.params, n)
     return requests("not-the-key-" + secret if t.wrong_key else secret, t.action, t.params, n)
 
 
@@ -726,7 +740,7 @@ def main():
                      ["lh-bench-oldexec.service"], "status", {}, check=False, expect="Invalid signature",
                      n_conc=0, wrong_key=True)
     extra = [disp_auth, old_auth, disp_key, old_key]
-    fwd = fwd_mem = old_fwd = None
+    fwd = fwd_mem = old_fwd = vl_fwd = None
     if action:
         a, params, n_warm, n_conc = action
         unit = f"luminous-healing-{a}.service"
@@ -739,6 +753,12 @@ def main():
         old_fwd = Target("old_fwd", f"old stand-in: {a}", f"{BENCH_DIR}/oldexec.sock",
                          ["lh-bench-oldexec.service"], a, params, n_warm=n_warm, n_conc=0)
         extra.append(old_fwd)
+        # The same action through the Varlink socket of the same dispatcher:
+        # no HMAC, no freshness or replay check, no JSON envelope.
+        run("systemctl", "start", VARLINK_UNIT)
+        vl_fwd = Target("vl_fwd", f"dispatcher via Varlink -> {a}", VARLINK_SOCK, [DISPATCHER, unit], a,
+                        params, n_warm=min(n_warm, N_DISP), n_conc=0, reset=reset_dispatcher_state)
+        extra.append(vl_fwd)
 
     audit = {}
     t0 = time.monotonic()
@@ -951,6 +971,8 @@ def main():
     if fwd:
         target("full action path, service time vs stand-in (faster by)",
                f"{f_us(service(fwd))} vs {f_us(service(old_fwd))} µs", faster(fwd, old_fwd), ">=", 1.5)
+        target("Varlink full action path vs the JSON protocol's, service time (faster by)",
+               f"{f_us(service(vl_fwd))} vs {f_us(service(fwd))} µs", faster(vl_fwd, fwd), ">=", 1.0)
     target("refusal after authentication vs stand-in (faster by)",
            f"{f_us(service(disp_auth))} vs {f_us(service(old_auth))} µs", faster(disp_auth, old_auth), ">=", 3)
     target("refusal before authentication (wrong key) vs stand-in (faster by)",

@@ -1,7 +1,7 @@
 //! Load generator for scripts/bench: sends pre-built request lines over a
 //! Unix socket and prints one latency per request.
 //!
-//!   lh-bench-load SOCKET REQFILE CLIENTS [--check | --expect TEXT]
+//!   lh-bench-load SOCKET REQFILE CLIENTS [--check | --expect TEXT] [--varlink]
 //!
 //! Requests are signed ahead of time by bench/driver.py so that neither HMAC
 //! nor JSON building in the client lands inside the timed interval: what is
@@ -14,6 +14,9 @@
 //! so a rate-limited or refused request can never pass as a fast one;
 //! --expect TEXT counts it as bad unless the reply contains TEXT (for the
 //! refusal paths: a refusal of another kind must not pass either).
+//! --varlink: each line is one Varlink call, sent with its NUL; the reply
+//! ends at its NUL (a Varlink server keeps the connection open), and
+//! --check counts it as bad when it is an error.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -21,21 +24,38 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-fn one(path: &str, req: &[u8]) -> std::io::Result<Vec<u8>> {
+fn one(path: &str, req: &[u8], varlink: bool) -> std::io::Result<Vec<u8>> {
     let mut s = UnixStream::connect(path)?;
     // A server that never answers must fail the bench, not hang it.
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     // Like the v1 client: one write, no newline, no shutdown of the write side.
-    s.write_all(req)?;
     let mut buf = Vec::with_capacity(4096);
+    if varlink {
+        let mut msg = req.to_vec();
+        msg.push(0);
+        s.write_all(&msg)?;
+        let mut chunk = [0u8; 4096];
+        while !buf.contains(&0) {
+            let n = s.read(&mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        return Ok(buf);
+    }
+    s.write_all(req)?;
     // Every server under test closes after its one reply, so EOF marks the end
     // of the reply for all of them alike.
     s.read_to_end(&mut buf)?;
     Ok(buf)
 }
 
-fn succeeded(reply: &[u8]) -> bool {
+fn succeeded(reply: &[u8], varlink: bool) -> bool {
     let t = String::from_utf8_lossy(reply);
+    if varlink {
+        return t.ends_with('\0') && t.contains("\"parameters\"") && !t.contains("\"error\"");
+    }
     t.contains("\"success\":true") || t.contains("\"success\": true")
 }
 
@@ -58,6 +78,7 @@ fn main() {
     );
     let clients: usize = args[3].parse().unwrap_or(1).max(1);
     let check = args.iter().any(|a| a == "--check");
+    let varlink = args.iter().any(|a| a == "--varlink");
     let expect: Option<Arc<String>> = args
         .iter()
         .position(|a| a == "--expect")
@@ -86,12 +107,12 @@ fn main() {
                     break;
                 }
                 let t0 = Instant::now();
-                let r = one(&path, &reqs[i]);
+                let r = one(&path, &reqs[i], varlink);
                 let ns = t0.elapsed().as_nanos() as u64;
                 let ok = match &r {
                     Ok(reply) => {
                         !reply.is_empty()
-                            && (!check || succeeded(reply))
+                            && (!check || succeeded(reply, varlink))
                             && expect.as_ref().map_or(true, |e| {
                                 String::from_utf8_lossy(reply).contains(e.as_str())
                             })
