@@ -288,7 +288,7 @@ pub fn replay(
                 ),
             ),
             Remember::Full => Verdict::deny(Refusal::ServerBusy, "replay cache full"),
-            Remember::Io(e) => Verdict::deny(Refusal::StateUnavailable { detail: e.clone() }, e),
+            Remember::Io(e) => state(e),
         })
 }
 
@@ -337,6 +337,11 @@ pub fn authorize(ctx: &Ctx, req: &Call<'_>, peer: &Peer) -> Stage<Action> {
     Ok(action)
 }
 
+/// The state log could not be written: the request is refused, nothing ran.
+fn state(e: String) -> Verdict {
+    Verdict::deny(Refusal::StateUnavailable { detail: e.clone() }, e)
+}
+
 /// Pause, status's own budget, the rate limits and the breaker. A dry run
 /// is checked against each and counted in none.
 pub fn admit(
@@ -347,7 +352,6 @@ pub fn admit(
     peer: &Peer,
     now: i64,
 ) -> Stage<()> {
-    let state = |e: String| Verdict::deny(Refusal::StateUnavailable { detail: e.clone() }, e);
     let name = action.name();
     if matches!(name, ActionName::Pause | ActionName::Resume) {
         return Ok(());
@@ -459,7 +463,6 @@ fn answer_locally(
     peer: &Peer,
     now: i64,
 ) -> Option<Verdict> {
-    let state = |e: String| Verdict::deny(Refusal::StateUnavailable { detail: e.clone() }, e);
     match action {
         Action::Status => Some(Verdict::success(
             crate::handle::status(ctx, store, peer.uid, now),
