@@ -54,7 +54,7 @@ N_CONC = knob("BENCH_CONC_N", 4000, 50)
 # does.
 N_DISP = knob("BENCH_DISP_N", N_WARM, 50)
 CLIENTS = knob("BENCH_CLIENTS", 8, 1)
-N_COLD = knob("BENCH_COLD", 5, 1)
+N_COLD = knob("BENCH_COLD", 25, 1)
 # The targets: a flood from 64 clients, Pss after 100,000 requests,
 # and the commands an admin would otherwise script (systemd-run, sudo).
 FLOOD_CLIENTS = knob("BENCH_FLOOD_CLIENTS", 64, 1)
