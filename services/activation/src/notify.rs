@@ -15,7 +15,9 @@ pub fn notify_status(status: &str) {
 
 /// STATUS= at most once a second: every notification costs PID 1 a message
 /// to parse (measured: more than the dispatcher's own work per request).
-pub fn notify_status_throttled(status: &str) {
+/// `status` is called only when one is due, so a request pays for no text
+/// that is thrown away.
+pub fn notify_status_throttled(status: impl FnOnce() -> String) {
     static LAST_MS: AtomicU64 = AtomicU64::new(0);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -26,7 +28,7 @@ pub fn notify_status_throttled(status: &str) {
             .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
     {
-        notify_status(status);
+        notify_status(&status());
     }
 }
 

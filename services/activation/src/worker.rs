@@ -762,7 +762,7 @@ where
             ));
         }
         let n = self.handled.fetch_add(1, Ordering::Relaxed) + 1;
-        notify_status_throttled(&format!("{n} connection(s) handled"));
+        notify_status_throttled(|| format!("{n} connection(s) handled"));
     }
 
     fn prepare(

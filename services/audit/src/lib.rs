@@ -12,6 +12,7 @@
 //! The ids are documented in units/catalog/luminous-healing.catalog.
 
 use libsystemd::logging::{journal_send, Priority};
+use std::borrow::Cow;
 use std::os::unix::net::UnixDatagram;
 use std::sync::{Mutex, PoisonError};
 
@@ -68,29 +69,29 @@ pub struct Decision<'a> {
     pub count: u64,
 }
 
-fn caller_fields(c: &CallerIds, f: &mut Vec<(&'static str, String)>) {
+fn caller_fields(c: &CallerIds, r: &mut Record) {
     if let Some(v) = c.uid {
-        f.push(("HEALING_CALLER_UID", v.to_string()));
+        r.number("HEALING_CALLER_UID", v);
     }
     if let Some(v) = c.gid {
-        f.push(("HEALING_CALLER_GID", v.to_string()));
+        r.number("HEALING_CALLER_GID", v);
     }
     if let Some(v) = c.pid {
-        f.push(("HEALING_CALLER_PID", v.to_string()));
+        r.number("HEALING_CALLER_PID", v);
     }
 }
 
 /// Journal fields are limited in practice; an attacker-sized value must not
 /// make the record fail to send (and so go missing).
-fn clip(s: &str, max: usize) -> String {
+fn clip(s: &str, max: usize) -> Cow<'_, str> {
     if s.len() <= max {
-        return s.to_string();
+        return Cow::Borrowed(s);
     }
     let mut cut = max;
     while !s.is_char_boundary(cut) {
         cut -= 1;
     }
-    format!("{}…", &s[..cut])
+    Cow::Owned(format!("{}…", &s[..cut]))
 }
 
 pub fn decision(d: &Decision<'_>) {
@@ -100,48 +101,40 @@ pub fn decision(d: &Decision<'_>) {
         Outcome::Success => (FINISHED, Priority::Notice),
     };
     let action = clip(d.action, 128);
-    let message = match d.outcome {
-        Outcome::Denied => format!(
-            "denied {action} for uid {}: {}",
-            fmt_uid(d.caller),
-            clip(d.reason, 256)
-        ),
-        Outcome::Failure => format!(
-            "{action} failed for uid {}: {}",
-            fmt_uid(d.caller),
-            clip(d.reason, 256)
-        ),
-        Outcome::Success => format!("{action} succeeded for uid {}", fmt_uid(d.caller)),
+    let uid = fmt_uid(d.caller);
+    let mut message = match d.outcome {
+        Outcome::Denied => format!("denied {action} for uid {uid}: {}", clip(d.reason, 256)),
+        Outcome::Failure => format!("{action} failed for uid {uid}: {}", clip(d.reason, 256)),
+        Outcome::Success => format!("{action} succeeded for uid {uid}"),
     };
-    let mut f: Vec<(&'static str, String)> = vec![
-        ("SYSLOG_IDENTIFIER", IDENTIFIER.into()),
-        ("MESSAGE_ID", id.into()),
-        ("HEALING_REQUEST_ID", clip(d.request_id, 128)),
-        ("HEALING_ACTION", action),
-        ("HEALING_OUTCOME", d.outcome.as_str().into()),
-        ("HEALING_REASON", clip(d.reason, 4096)),
-        ("HEALING_DURATION_MS", d.duration_ms.to_string()),
-        ("HEALING_PARAMETERS", clip(d.parameters, 4096)),
-    ];
+    if d.count > 1 {
+        message.push_str(&format!(
+            " (and {} more like it within a second)",
+            d.count - 1
+        ));
+    }
+    let mut r = Record::new(prio, &message, 256 + d.reason.len() + d.parameters.len());
+    r.field("SYSLOG_IDENTIFIER", IDENTIFIER);
+    r.field("MESSAGE_ID", id);
+    r.field("HEALING_REQUEST_ID", &clip(d.request_id, 128));
+    r.field("HEALING_ACTION", &action);
+    r.field("HEALING_OUTCOME", d.outcome.as_str());
+    r.field("HEALING_REASON", &clip(d.reason, 4096));
+    r.number("HEALING_DURATION_MS", d.duration_ms);
+    r.field("HEALING_PARAMETERS", &clip(d.parameters, 4096));
     if !d.protocol.is_empty() {
-        f.push(("HEALING_PROTOCOL", d.protocol.into()));
+        r.field("HEALING_PROTOCOL", d.protocol);
     }
     if d.dry_run {
-        f.push(("HEALING_DRY_RUN", "1".into()));
+        r.field("HEALING_DRY_RUN", "1");
     }
-    let message = if d.count > 1 {
-        f.push(("HEALING_COUNT", d.count.to_string()));
-        format!(
-            "{message} (and {} more like it within a second)",
-            d.count - 1
-        )
-    } else {
-        message
-    };
-    caller_fields(d.caller, &mut f);
+    if d.count > 1 {
+        r.number("HEALING_COUNT", d.count);
+    }
+    caller_fields(d.caller, &mut r);
     // A decision that cannot reach the journal still has its stderr copy;
     // the reply is sent either way.
-    let _ = send(prio, &message, &f, false);
+    let _ = send(prio, &message, &r, false);
 }
 
 /// Whether this process logs to a journal: then records must reach it, and
@@ -161,34 +154,23 @@ pub fn received(
     protocol: &str,
     required: bool,
 ) -> Result<(), String> {
-    let mut f: Vec<(&'static str, String)> = vec![
-        ("SYSLOG_IDENTIFIER", IDENTIFIER.into()),
-        ("MESSAGE_ID", RECEIVED.into()),
-        ("HEALING_REQUEST_ID", clip(request_id, 128)),
-        ("HEALING_ACTION", clip(action, 128)),
-        ("HEALING_PROTOCOL", protocol.into()),
-    ];
-    caller_fields(caller, &mut f);
-    send(
-        Priority::Info,
-        &format!(
-            "accepted {} from uid {}",
-            clip(action, 128),
-            fmt_uid(caller)
-        ),
-        &f,
-        required,
-    )
+    let action = clip(action, 128);
+    let message = format!("accepted {action} from uid {}", fmt_uid(caller));
+    let mut r = Record::new(Priority::Info, &message, 256);
+    r.field("SYSLOG_IDENTIFIER", IDENTIFIER);
+    r.field("MESSAGE_ID", RECEIVED);
+    r.field("HEALING_REQUEST_ID", &clip(request_id, 128));
+    r.field("HEALING_ACTION", &action);
+    r.field("HEALING_PROTOCOL", protocol);
+    caller_fields(caller, &mut r);
+    send(Priority::Info, &message, &r, required)
 }
 
 /// A service-level message (start-up, configuration), not about a request.
 pub fn service(prio: Priority, message: &str) {
-    let _ = send(
-        prio,
-        message,
-        &[("SYSLOG_IDENTIFIER", IDENTIFIER.into())],
-        false,
-    );
+    let mut r = Record::new(prio, message, 32);
+    r.field("SYSLOG_IDENTIFIER", IDENTIFIER);
+    let _ = send(prio, message, &r, false);
 }
 
 pub use libsystemd::logging::Priority as Level;
@@ -205,18 +187,77 @@ const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
 /// address resolves the socket path every time).
 static JOURNAL: Mutex<Option<UnixDatagram>> = Mutex::new(None);
 
-/// One field in the native protocol: `KEY=value\n`, or, when the value has
-/// a newline, `KEY\n` + its length as little-endian u64 + value + `\n`.
-fn put_field(buf: &mut Vec<u8>, key: &str, value: &str) {
-    buf.extend_from_slice(key.as_bytes());
-    if value.contains('\n') {
-        buf.push(b'\n');
-        buf.extend_from_slice(&(value.len() as u64).to_le_bytes());
-    } else {
-        buf.push(b'=');
+/// One record in the native protocol, written straight into the datagram
+/// it is sent as: each field `KEY=value\n`, or, when the value has a
+/// newline, `KEY\n` + its length as little-endian u64 + value + `\n`.
+/// Built in place rather than as a list of owned strings: a record is then
+/// one allocation, on every request's path.
+struct Record {
+    buf: Vec<u8>,
+}
+
+impl Record {
+    fn new(prio: Priority, message: &str, room: usize) -> Record {
+        let mut r = Record {
+            buf: Vec::with_capacity(room + message.len() + 32),
+        };
+        r.field("PRIORITY", priority_number(prio));
+        r.field("MESSAGE", message);
+        r
     }
-    buf.extend_from_slice(value.as_bytes());
-    buf.push(b'\n');
+
+    fn field(&mut self, key: &str, value: &str) {
+        let buf = &mut self.buf;
+        buf.extend_from_slice(key.as_bytes());
+        if value.contains('\n') {
+            buf.push(b'\n');
+            buf.extend_from_slice(&(value.len() as u64).to_le_bytes());
+        } else {
+            buf.push(b'=');
+        }
+        buf.extend_from_slice(value.as_bytes());
+        buf.push(b'\n');
+    }
+
+    fn number(&mut self, key: &str, value: impl std::fmt::Display) {
+        use std::io::Write as _;
+        self.buf.extend_from_slice(key.as_bytes());
+        // Writing into a Vec cannot fail.
+        let _ = writeln!(self.buf, "={value}");
+    }
+
+    /// The fields back as (key, value), PRIORITY and MESSAGE left out: for
+    /// the rare paths that need them apart (a record too large for one
+    /// datagram, no journal at all).
+    fn fields(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut rest = self.buf.as_slice();
+        while !rest.is_empty() {
+            let Some(end) = rest.iter().position(|b| *b == b'=' || *b == b'\n') else {
+                break;
+            };
+            let key = String::from_utf8_lossy(&rest[..end]).into_owned();
+            let (value, next) = if rest[end] == b'=' {
+                let v = &rest[end + 1..];
+                let stop = v.iter().position(|b| *b == b'\n').unwrap_or(v.len());
+                (&v[..stop], v.get(stop + 1..).unwrap_or(&[]))
+            } else {
+                let v = &rest[end + 1..];
+                let Some(len) = v.get(..8).and_then(|l| <[u8; 8]>::try_from(l).ok()) else {
+                    break;
+                };
+                let len = usize::try_from(u64::from_le_bytes(len)).unwrap_or(usize::MAX);
+                let body = v.get(8..).unwrap_or(&[]);
+                let len = len.min(body.len());
+                (&body[..len], body.get(len + 1..).unwrap_or(&[]))
+            };
+            if key != "PRIORITY" && key != "MESSAGE" {
+                out.push((key, String::from_utf8_lossy(value).into_owned()));
+            }
+            rest = next;
+        }
+        out
+    }
 }
 
 fn priority_number(p: Priority) -> &'static str {
@@ -230,20 +271,6 @@ fn priority_number(p: Priority) -> &'static str {
         6 => "6",
         _ => "7",
     }
-}
-
-fn encode(prio: Priority, message: &str, fields: &[(&'static str, String)]) -> Vec<u8> {
-    let len = fields
-        .iter()
-        .map(|(k, v)| k.len() + v.len() + 10)
-        .sum::<usize>();
-    let mut buf = Vec::with_capacity(len + message.len() + 32);
-    put_field(&mut buf, "PRIORITY", priority_number(prio));
-    put_field(&mut buf, "MESSAGE", message);
-    for (k, v) in fields {
-        put_field(&mut buf, k, v);
-    }
-    buf
 }
 
 /// Sends one datagram; (re)connects when there is no socket yet or journald
@@ -281,19 +308,18 @@ mod libc_errno {
 }
 
 /// `required`: the journal must take the record; no stderr fallback.
-fn send(
-    prio: Priority,
-    message: &str,
-    fields: &[(&'static str, String)],
-    required: bool,
-) -> Result<(), String> {
-    let buf = encode(prio, message, fields);
-    let sent = match send_native(&buf) {
+fn send(prio: Priority, message: &str, record: &Record, required: bool) -> Result<(), String> {
+    let sent = match send_native(&record.buf) {
         Ok(()) => Ok(()),
         // Too large for one datagram: libsystemd passes it in a memfd.
         Err(e) if e.raw_os_error() == Some(90 /* EMSGSIZE */) => {
-            journal_send(prio, message, fields.iter().map(|(k, v)| (*k, v.as_str())))
-                .map_err(|e| e.to_string())
+            let fields = record.fields();
+            journal_send(
+                prio,
+                message,
+                fields.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            )
+            .map_err(|e| e.to_string())
         }
         Err(e) => Err(e.to_string()),
     };
@@ -303,9 +329,10 @@ fn send(
         }
         // No journal (run by hand outside systemd): keep the record on stderr
         // rather than lose it.
-        let obj: serde_json::Map<String, serde_json::Value> = fields
-            .iter()
-            .map(|(k, v)| ((*k).to_string(), serde_json::Value::String(v.clone())))
+        let obj: serde_json::Map<String, serde_json::Value> = record
+            .fields()
+            .into_iter()
+            .map(|(k, v)| (k, serde_json::Value::String(v)))
             .chain([(
                 "MESSAGE".to_string(),
                 serde_json::Value::String(message.into()),
@@ -342,14 +369,31 @@ mod tests {
 
     #[test]
     fn native_encoding_is_one_buffer_with_binary_safe_values() {
-        let b = encode(
-            Priority::Warning,
-            "two\nlines",
-            &[("HEALING_ACTION", "status".into())],
-        );
+        let mut r = Record::new(Priority::Warning, "two\nlines", 0);
+        r.field("HEALING_ACTION", "status");
+        r.number("HEALING_COUNT", 12u64);
         let mut want = b"PRIORITY=4\nMESSAGE\n".to_vec();
         want.extend_from_slice(&9u64.to_le_bytes());
-        want.extend_from_slice(b"two\nlines\nHEALING_ACTION=status\n");
-        assert_eq!(b, want);
+        want.extend_from_slice(b"two\nlines\nHEALING_ACTION=status\nHEALING_COUNT=12\n");
+        assert_eq!(r.buf, want);
+    }
+
+    #[test]
+    fn fields_read_back_what_was_written_newlines_included() {
+        let mut r = Record::new(Priority::Notice, "m", 0);
+        r.field("HEALING_REASON", "a\nb=c");
+        r.field("HEALING_ACTION", "x=y");
+        r.number("HEALING_CALLER_PID", 7u32);
+        r.field("HEALING_PARAMETERS", "");
+        let want: Vec<(String, String)> = [
+            ("HEALING_REASON", "a\nb=c"),
+            ("HEALING_ACTION", "x=y"),
+            ("HEALING_CALLER_PID", "7"),
+            ("HEALING_PARAMETERS", ""),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(r.fields(), want);
     }
 }

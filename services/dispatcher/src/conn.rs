@@ -82,11 +82,13 @@ pub fn handler(ctx: Arc<Ctx>, kinds: Vec<Kind>) -> impl Fn(Conn) + Send + Sync +
 }
 
 fn status(ctx: &Ctx) {
-    notify_status_throttled(&format!(
-        "{} requests handled, {} denied",
-        ctx.handled.load(Ordering::Relaxed),
-        ctx.denied.load(Ordering::Relaxed)
-    ));
+    notify_status_throttled(|| {
+        format!(
+            "{} requests handled, {} denied",
+            ctx.handled.load(Ordering::Relaxed),
+            ctx.denied.load(Ordering::Relaxed)
+        )
+    });
 }
 
 /// A refusal from the accept loop: a v1 reply (on the Varlink socket, a

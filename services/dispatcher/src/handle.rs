@@ -99,7 +99,7 @@ pub fn decide_bytes(
         Some(p) => decide(ctx, &req, p, now_ms()),
     };
     Handled {
-        parameters: serde_json::Value::Object(req.parameters.clone()).to_string(),
+        parameters: serde_json::to_string(&req.parameters).unwrap_or_else(|_| "{}".into()),
         protocol: req.version.as_str(),
         dry_run: req.dry_run,
         request_id: req.id,

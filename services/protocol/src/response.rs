@@ -29,6 +29,11 @@ pub fn truncate_output(s: &str, max: usize) -> String {
 /// Encodes the reply so that it always fits the client's single 64 KiB read:
 /// escaping can grow the output up to six times, so shrink until it fits.
 pub fn encode_response(r: &Response) -> Vec<u8> {
+    // Nearly every reply fits: serialized as it is, not copied first.
+    let bytes = serde_json::to_vec(r).unwrap_or_else(|_| b"{}".to_vec());
+    if bytes.len() < crate::MAX_MESSAGE - 512 {
+        return bytes;
+    }
     let mut r = r.clone();
     let mut budget = crate::MAX_MESSAGE - 1024;
     loop {
