@@ -859,7 +859,10 @@ def main():
           ["path", "n", "req/s", "x raw", "p50 µs", "p99 µs", "wall s"], rows)
 
     rows = []
-    for t in targets:
+    # The refusal paths and the stand-in's own full path too: their splits
+    # (service, journald, PID 1) are what the CPU targets below are read
+    # from.
+    for t in targets + extra:
         cpu = t.r["cpu"]
         svc = [cpu[u] for u in t.units]
         svc_sum = None if None in svc else sum(svc)

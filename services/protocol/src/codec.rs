@@ -75,6 +75,10 @@ pub struct Decoder {
     depth: usize,
     in_string: bool,
     escaped: bool,
+    /// How much of `buf` the scanner has seen. Below [`EAGER_PARSE`] it
+    /// sees nothing (every read is parsed anyway); the first read past it
+    /// scans the whole buffer, then each read its own bytes.
+    scanned: usize,
 }
 
 impl Decoder {
@@ -85,6 +89,7 @@ impl Decoder {
             depth: 0,
             in_string: false,
             escaped: false,
+            scanned: 0,
         }
     }
 
@@ -97,11 +102,13 @@ impl Decoder {
         self.buf.is_empty()
     }
 
-    /// Scans `bytes` for the end of a top-level string, object or array;
-    /// true when one may have closed in them.
-    fn scan(&mut self, bytes: &[u8]) -> bool {
+    /// Scans what the scanner has not seen yet for the end of a top-level
+    /// string, object or array; true when one may have closed in it.
+    fn scan_rest(&mut self) -> bool {
         let mut closed = false;
-        for &b in bytes {
+        let from = self.scanned.min(self.buf.len());
+        self.scanned = self.buf.len();
+        for &b in self.buf.get(from..).unwrap_or_default() {
             if self.in_string {
                 match (self.escaped, b) {
                     (true, _) => self.escaped = false,
@@ -129,9 +136,8 @@ impl Decoder {
     }
 
     pub fn push(&mut self, bytes: &[u8]) -> Progress {
-        let closed = self.scan(bytes);
         self.buf.extend_from_slice(bytes);
-        if !closed && self.buf.len() > EAGER_PARSE {
+        if self.buf.len() > EAGER_PARSE && !self.scan_rest() {
             return if self.buf.len() > self.cap {
                 Progress::Failed(ReadError::TooLarge)
             } else {
